@@ -1,0 +1,1 @@
+//! Login decisions (to be written).

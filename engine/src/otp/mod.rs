@@ -1,0 +1,1 @@
+//! OTP core (to be written).
