@@ -1,1 +1,17 @@
-//! Configuration (to be written).
+//! Tollgate's configuration: one TOML file turned into validated, typed settings.
+//!
+//! This crate owns the shape of `tollgate.toml`, its defaults, and its validation. Unknown
+//! keys are rejected and every error names the key path (`radius.listen[1]`), so a typo is
+//! caught by `tollgate check-config` before any port is bound. Secrets are held in
+//! [`SharedSecret`], whose `Debug` output never shows them. The crate opens no sockets.
+
+mod error;
+mod model;
+mod secret;
+
+pub use error::ConfigError;
+pub use model::{
+    AuditConfig, ClientAddress, ClientConfig, Config, LockoutConfig, LogConfig, LogFormat,
+    LoginConfig, OtpConfig, PasswordConfig, RadiusConfig, ShutdownConfig,
+};
+pub use secret::SharedSecret;

@@ -1,0 +1,547 @@
+//! The configuration model: one struct per section, defaults, and validation.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+use tollgate_engine::login::LoginMode;
+
+use crate::{ConfigError, SharedSecret};
+
+/// The whole `tollgate.toml`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Directory holding the SQLite store and the master key (`tollgate-data` by default,
+    /// relative to the working directory).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// RADIUS listener settings.
+    #[serde(default)]
+    pub radius: RadiusConfig,
+    /// Login behaviour shared by every client.
+    #[serde(default)]
+    pub login: LoginConfig,
+    /// Lockout after repeated failures.
+    #[serde(default)]
+    pub lockout: LockoutConfig,
+    /// Passcode verification windows.
+    #[serde(default)]
+    pub otp: OtpConfig,
+    /// Directory password checks.
+    #[serde(default)]
+    pub passwords: PasswordConfig,
+    /// Graceful shutdown.
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
+    /// Audit trail.
+    #[serde(default)]
+    pub audit: AuditConfig,
+    /// Diagnostic logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// RADIUS clients declared in the file (more can be added at run time with
+    /// `tollgate client add`).
+    #[serde(default, rename = "client")]
+    pub clients: Vec<ClientConfig>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("tollgate-data")
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: default_data_dir(),
+            radius: RadiusConfig::default(),
+            login: LoginConfig::default(),
+            lockout: LockoutConfig::default(),
+            otp: OtpConfig::default(),
+            passwords: PasswordConfig::default(),
+            shutdown: ShutdownConfig::default(),
+            audit: AuditConfig::default(),
+            log: LogConfig::default(),
+            clients: Vec::new(),
+        }
+    }
+}
+
+/// `[radius]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RadiusConfig {
+    /// Addresses to listen on for Access-Request and Status-Server.
+    pub listen: Vec<SocketAddr>,
+    /// Requests of one client being worked on at once; beyond it requests are shed.
+    pub max_in_flight_per_client: u32,
+    /// Seconds a reply is kept to answer retransmits (RFC 5080 §2.2.2).
+    pub duplicate_window_secs: u64,
+    /// Replies kept per client for retransmits; the oldest goes first when full.
+    pub duplicate_cache_entries: usize,
+    /// Default requests per second allowed from one client; 0 means no limit.
+    pub rate_limit_per_client: u32,
+}
+
+impl Default for RadiusConfig {
+    fn default() -> Self {
+        RadiusConfig {
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 1812))],
+            max_in_flight_per_client: 1024,
+            duplicate_window_secs: 30,
+            duplicate_cache_entries: 65_536,
+            rate_limit_per_client: 0,
+        }
+    }
+}
+
+/// `[login]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginConfig {
+    /// Seconds a challenge stays answerable.
+    pub challenge_ttl_secs: u64,
+    /// Reply-Message of an Access-Challenge.
+    pub challenge_message: String,
+    /// Challenge sessions open at once across the server; beyond it logins are refused.
+    pub max_sessions: usize,
+}
+
+impl Default for LoginConfig {
+    fn default() -> Self {
+        LoginConfig {
+            challenge_ttl_secs: 120,
+            challenge_message: "Enter your passcode".to_owned(),
+            max_sessions: 100_000,
+        }
+    }
+}
+
+/// `[lockout]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LockoutConfig {
+    /// Consecutive failures that lock a user; 0 disables lockout.
+    pub threshold: u32,
+    /// Seconds a lock lasts; 0 locks until `tollgate user unlock`.
+    pub duration_secs: u64,
+}
+
+impl Default for LockoutConfig {
+    fn default() -> Self {
+        LockoutConfig {
+            threshold: 5,
+            duration_secs: 900,
+        }
+    }
+}
+
+/// `[otp]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtpConfig {
+    /// TOTP steps accepted either side of the expected one.
+    pub totp_window: u32,
+    /// HOTP counters looked ahead of the next expected one.
+    pub hotp_lookahead: u32,
+    /// Largest TOTP clock drift, in steps, the server follows.
+    pub max_drift: u32,
+    /// Steps searched when resynchronising with two consecutive codes.
+    pub resync_window: u32,
+}
+
+impl Default for OtpConfig {
+    fn default() -> Self {
+        OtpConfig {
+            totp_window: 1,
+            hotp_lookahead: 10,
+            max_drift: 10,
+            resync_window: 100,
+        }
+    }
+}
+
+/// `[passwords]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordConfig {
+    /// Seconds a verified password is remembered (as a keyed hash) so the slow Argon2 check
+    /// does not run on every login; 0 turns the cache off.
+    pub cache_ttl_secs: u64,
+    /// Slow password checks waiting or running at once; beyond it logins are shed.
+    pub max_pending_checks: usize,
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        PasswordConfig {
+            cache_ttl_secs: 600,
+            max_pending_checks: 256,
+        }
+    }
+}
+
+/// `[shutdown]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// Seconds given to requests in flight after SIGTERM before the server exits.
+    pub grace_secs: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig { grace_secs: 5 }
+    }
+}
+
+/// `[audit]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// File that receives one JSON line per decision, besides the log; none by default.
+    pub file: Option<PathBuf>,
+}
+
+/// Format of diagnostic logs.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Filter in `tracing` syntax, e.g. `info` or `tollgate=debug`.
+    pub level: String,
+    /// Line format.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// An address or network a RADIUS client sends from: `10.1.2.3` or `10.1.2.0/24`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ClientAddress(pub IpNet);
+
+impl FromStr for ClientAddress {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Ok(net) = s.parse::<IpNet>() {
+            return Ok(ClientAddress(net.trunc()));
+        }
+        s.parse::<IpAddr>()
+            .map(|ip| ClientAddress(IpNet::from(ip)))
+            .map_err(|_| format!("`{s}` is neither an IP address nor a CIDR network"))
+    }
+}
+
+impl fmt::Display for ClientAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ClientAddress {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+fn deserialize_mode<'de, D: Deserializer<'de>>(d: D) -> Result<LoginMode, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
+}
+
+fn default_mode() -> LoginMode {
+    LoginMode::Append
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `[[client]]`: one RADIUS client (a NAS, a VPN concentrator).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Name used in logs, metrics and the CLI.
+    pub name: String,
+    /// Source address or network of its requests.
+    pub address: ClientAddress,
+    /// The shared secret, inline.
+    #[serde(default)]
+    pub secret: Option<SharedSecret>,
+    /// A file holding the shared secret (trailing newline ignored); preferred over `secret`.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// How the client presents the two factors.
+    #[serde(default = "default_mode", deserialize_with = "deserialize_mode")]
+    pub mode: LoginMode,
+    /// Drop requests that carry no Message-Authenticator (BlastRADIUS, CVE-2024-3596).
+    #[serde(default = "default_true")]
+    pub require_message_authenticator: bool,
+    /// Requests per second allowed; 0 takes `radius.rate_limit_per_client`.
+    #[serde(default)]
+    pub rate_limit: u32,
+}
+
+impl ClientConfig {
+    /// The secret, read from `secret_file` when given.
+    pub fn resolve_secret(&self) -> Result<SharedSecret, ConfigError> {
+        if let Some(path) = &self.secret_file {
+            let text = std::fs::read(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let trimmed = text
+                .strip_suffix(b"\r\n")
+                .or_else(|| text.strip_suffix(b"\n"))
+                .unwrap_or(&text);
+            return Ok(SharedSecret::new(trimmed.to_vec()));
+        }
+        self.secret
+            .clone()
+            .ok_or_else(|| ConfigError::invalid("client.secret", "missing"))
+    }
+}
+
+impl Config {
+    /// Parses and validates a configuration text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            ConfigError::Syntax {
+                path: if path == "." {
+                    "(top level)".to_owned()
+                } else {
+                    path
+                },
+                message: inner.message().to_owned(),
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text)
+    }
+
+    /// Checks every value that parses but is not allowed.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::invalid("data_dir", "must not be empty"));
+        }
+        let r = &self.radius;
+        if r.listen.is_empty() {
+            return Err(ConfigError::invalid("radius.listen", "needs at least one address"));
+        }
+        if r.max_in_flight_per_client == 0 {
+            return Err(ConfigError::invalid(
+                "radius.max_in_flight_per_client",
+                "must be at least 1",
+            ));
+        }
+        if !(1..=300).contains(&r.duplicate_window_secs) {
+            return Err(ConfigError::invalid(
+                "radius.duplicate_window_secs",
+                "must be between 1 and 300 seconds",
+            ));
+        }
+        if r.duplicate_cache_entries == 0 {
+            return Err(ConfigError::invalid(
+                "radius.duplicate_cache_entries",
+                "must be at least 1",
+            ));
+        }
+        let l = &self.login;
+        if !(5..=3600).contains(&l.challenge_ttl_secs) {
+            return Err(ConfigError::invalid(
+                "login.challenge_ttl_secs",
+                "must be between 5 and 3600 seconds",
+            ));
+        }
+        if l.challenge_message.len() > 253 {
+            return Err(ConfigError::invalid(
+                "login.challenge_message",
+                "must fit one Reply-Message (253 bytes)",
+            ));
+        }
+        if l.max_sessions == 0 {
+            return Err(ConfigError::invalid("login.max_sessions", "must be at least 1"));
+        }
+        if self.otp.totp_window > 10 {
+            return Err(ConfigError::invalid(
+                "otp.totp_window",
+                "must be at most 10 steps; wider windows weaken the passcode",
+            ));
+        }
+        if !(1..=1000).contains(&self.otp.hotp_lookahead) {
+            return Err(ConfigError::invalid(
+                "otp.hotp_lookahead",
+                "must be between 1 and 1000",
+            ));
+        }
+        if self.otp.resync_window > 10_000 {
+            return Err(ConfigError::invalid("otp.resync_window", "must be at most 10000"));
+        }
+        if self.passwords.max_pending_checks == 0 {
+            return Err(ConfigError::invalid(
+                "passwords.max_pending_checks",
+                "must be at least 1",
+            ));
+        }
+        if self.shutdown.grace_secs > 600 {
+            return Err(ConfigError::invalid(
+                "shutdown.grace_secs",
+                "must be at most 600 seconds",
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, c) in self.clients.iter().enumerate() {
+            let at = |key: &str| format!("client[{i}].{key}");
+            if c.name.is_empty() || c.name.len() > 64 || !c.name.chars().all(valid_name_char) {
+                return Err(ConfigError::invalid(
+                    at("name"),
+                    "must be 1 to 64 letters, digits, '-', '_' or '.'",
+                ));
+            }
+            if !names.insert(c.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    at("name"),
+                    format!("client `{}` is declared twice", c.name),
+                ));
+            }
+            match (&c.secret, &c.secret_file) {
+                (None, None) => {
+                    return Err(ConfigError::invalid(at("secret"), "give secret or secret_file"))
+                }
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError::invalid(
+                        at("secret_file"),
+                        "give secret or secret_file, not both",
+                    ))
+                }
+                (Some(s), None) if s.is_empty() => {
+                    return Err(ConfigError::invalid(at("secret"), "must not be empty"))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Characters allowed in client names: they become metrics labels and CLI arguments.
+pub fn valid_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err_path(text: &str) -> String {
+        Config::parse(text)
+            .expect_err("config should be refused")
+            .key_path()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.radius.listen, vec!["0.0.0.0:1812".parse().unwrap()]);
+        assert_eq!(c.lockout.threshold, 5);
+        assert!(c.clients.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_path() {
+        assert_eq!(err_path("bogus = 1"), "bogus");
+        assert_eq!(err_path("[radius]\nlisen = []"), "radius.lisen");
+        assert!(Config::parse("[radius]\nlisen = []")
+            .unwrap_err()
+            .to_string()
+            .contains("lisen"));
+        assert_eq!(
+            err_path("[[client]]\nname='a'\naddress='10.0.0.1'\nsecret='s'\nmood='x'"),
+            "client[0].mood"
+        );
+    }
+
+    #[test]
+    fn wrong_types_name_the_key() {
+        assert_eq!(err_path("[radius]\nlisten = ['nope']"), "radius.listen[0]");
+        assert_eq!(err_path("[lockout]\nthreshold = 'five'"), "lockout.threshold");
+        assert_eq!(
+            err_path("[[client]]\nname='a'\naddress='10.0.0.300'\nsecret='s'"),
+            "client[0].address"
+        );
+        assert_eq!(
+            err_path("[[client]]\nname='a'\naddress='10.0.0.1'\nsecret='s'\nmode='push'"),
+            "client[0].mode"
+        );
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        assert_eq!(err_path("[radius]\nlisten = []"), "radius.listen");
+        assert_eq!(err_path("[otp]\ntotp_window = 50"), "otp.totp_window");
+        assert_eq!(err_path("[[client]]\nname='a'\naddress='10.0.0.1'"), "client[0].secret");
+        assert_eq!(
+            err_path("[[client]]\nname='a'\naddress='1.1.1.1'\nsecret='s'\n[[client]]\nname='a'\naddress='1.1.1.2'\nsecret='t'"),
+            "client[1].name"
+        );
+        assert_eq!(
+            err_path("[[client]]\nname='a b'\naddress='1.1.1.1'\nsecret='s'"),
+            "client[0].name"
+        );
+    }
+
+    #[test]
+    fn client_addresses_take_hosts_and_networks() {
+        let c: ClientAddress = "10.1.2.3".parse().unwrap();
+        assert_eq!(c.to_string(), "10.1.2.3/32");
+        let c: ClientAddress = "10.1.2.3/24".parse().unwrap();
+        assert_eq!(c.to_string(), "10.1.2.0/24");
+        let c: ClientAddress = "::1".parse().unwrap();
+        assert_eq!(c.to_string(), "::1/128");
+    }
+
+    #[test]
+    fn clients_default_to_append_with_message_authenticator_required() {
+        let c = Config::parse("[[client]]\nname='vpn'\naddress='127.0.0.1'\nsecret='s3cret'").unwrap();
+        assert_eq!(c.clients[0].mode, LoginMode::Append);
+        assert!(c.clients[0].require_message_authenticator);
+        assert_eq!(c.clients[0].resolve_secret().unwrap().expose(), b"s3cret");
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+}
