@@ -12,6 +12,7 @@ mod secret;
 pub use error::ConfigError;
 pub use model::{
     AuditConfig, ClientAddress, ClientConfig, Config, LockoutConfig, LogConfig, LogFormat,
-    LoginConfig, OtpConfig, PasswordConfig, RadiusConfig, ShutdownConfig,
+    LoginConfig, MetricsConfig, OtpConfig, PasswordConfig, RadiusConfig, ShutdownConfig,
 };
+pub use model::valid_name_char;
 pub use secret::SharedSecret;

@@ -43,6 +43,9 @@ pub struct Config {
     /// Diagnostic logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// Prometheus metrics.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// RADIUS clients declared in the file (more can be added at run time with
     /// `tollgate client add`).
     #[serde(default, rename = "client")]
@@ -65,6 +68,7 @@ impl Default for Config {
             shutdown: ShutdownConfig::default(),
             audit: AuditConfig::default(),
             log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
             clients: Vec::new(),
         }
     }
@@ -204,6 +208,14 @@ impl Default for ShutdownConfig {
 pub struct AuditConfig {
     /// File that receives one JSON line per decision, besides the log; none by default.
     pub file: Option<PathBuf>,
+}
+
+/// `[metrics]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of the Prometheus `/metrics` listener; none by default.
+    pub listen: Option<SocketAddr>,
 }
 
 /// Format of diagnostic logs.

@@ -5,12 +5,12 @@
 //! request, the clock reading and the per-user state they hold, and act on what comes back;
 //! no decision about accepting or rejecting a login is taken anywhere else.
 
-// TEMP mod decision;
+mod decision;
 mod lockout;
 mod mode;
 mod session;
 
-// TEMP pub use decision::{reply_code, Outcome, RejectReason};
+pub use decision::{reply_code, Outcome, RejectReason};
 pub use lockout::{LockoutPolicy, LockoutState};
 pub use mode::{split_appended, LoginMode, ParseModeError};
 pub use session::{ChallengeSession, SessionError, STATE_LEN};

@@ -1,0 +1,179 @@
+//! `tollgate serve`: run the server until SIGTERM or SIGINT, then drain and stop.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::Args;
+use rand::RngCore;
+use tollgate_config::{ClientAddress, Config, LogFormat, SharedSecret};
+use tollgate_engine::login::LoginMode;
+use tollgate_engine::otp::{self, base32, Algorithm, TokenKind, TokenParams};
+use zeroize::Zeroizing;
+
+use super::{terminal_qr, CliError, GlobalOpts};
+use crate::server::Server;
+use crate::store::{NewClient, NewToken, Store};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// RADIUS listening address (repeatable); overrides `radius.listen`.
+    #[arg(long)]
+    radius_listen: Vec<SocketAddr>,
+    /// Create (or refresh) a demo user, TOTP token and loopback client, and print how to
+    /// log in with them. Listens on 127.0.0.1:1812 unless --radius-listen says otherwise.
+    #[arg(long)]
+    demo: bool,
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn random_text(bytes: usize) -> Zeroizing<String> {
+    let mut raw = Zeroizing::new(vec![0u8; bytes]);
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    Zeroizing::new(base32::encode(&raw).to_lowercase())
+}
+
+const DEMO_USER: &str = "demo";
+const DEMO_CLIENT: &str = "demo-loopback";
+
+/// Creates the demo user, token and client (or gives the user a fresh password), and
+/// prints everything needed to log in.
+fn setup_demo(config: &Config, listen: SocketAddr) -> Result<(), CliError> {
+    let mut store = Store::open(&config.data_dir)?;
+    let password = random_text(5);
+    match store.user(DEMO_USER)? {
+        Some(_) => store.set_password(DEMO_USER, password.as_bytes())?,
+        None => {
+            store.add_user(DEMO_USER, Some(password.as_bytes()))?;
+        }
+    }
+    let user = store.user(DEMO_USER)?.expect("demo user was just written");
+    let token = match store.tokens(Some(user.id))?.into_iter().next() {
+        Some(t) => t,
+        None => {
+            let mut seed = Zeroizing::new(vec![0u8; 20]);
+            rand::rngs::OsRng.fill_bytes(&mut seed);
+            store.add_token(
+                DEMO_USER,
+                NewToken {
+                    params: TokenParams {
+                        kind: TokenKind::Totp { period: 30, t0: 0 },
+                        algorithm: Algorithm::Sha1,
+                        digits: 6,
+                    },
+                    secret: seed,
+                    counter: 0,
+                },
+            )?
+        }
+    };
+    let secret = match store.clients()?.into_iter().find(|c| c.name == DEMO_CLIENT) {
+        Some(c) => c.secret,
+        None => {
+            let secret = SharedSecret::new(random_text(10).as_bytes().to_vec());
+            store.add_client(NewClient {
+                name: DEMO_CLIENT.to_owned(),
+                address: "127.0.0.1".parse::<ClientAddress>().map_err(CliError)?,
+                secret: secret.clone(),
+                mode: LoginMode::Append,
+                require_message_authenticator: true,
+                rate_limit: 0,
+            })?;
+            secret
+        }
+    };
+    let uri = otp::otpauth_uri(super::admin::ISSUER, DEMO_USER, &token.secret, &token.params, &token.state);
+    let secret_text = String::from_utf8_lossy(secret.expose()).into_owned();
+    let dir = config.data_dir.display();
+    println!("== Tollgate demo ==");
+    println!("user:      {DEMO_USER}");
+    println!("password:  {}", password.as_str());
+    println!("client:    {DEMO_CLIENT} (127.0.0.1, append mode, secret {secret_text})");
+    println!("token:     TOTP, scan this QR code or paste the URI into an authenticator app:");
+    println!("{uri}");
+    if let Some(qr) = terminal_qr(&uri) {
+        println!("{qr}");
+    }
+    println!("Log in with password + passcode in one field (the code comes from your app, or from");
+    println!("`tollgate token code {DEMO_USER}`):");
+    println!(
+        "  echo \"User-Name = {DEMO_USER}, User-Password = {}$(tollgate --data-dir {dir} token code {DEMO_USER}), Message-Authenticator = 0x00\" | radclient -x {listen} auth {secret_text}",
+        password.as_str()
+    );
+    println!();
+    Ok(())
+}
+
+pub fn run(global: &GlobalOpts, args: ServeArgs) -> Result<ExitCode, CliError> {
+    let mut config = global.config()?;
+    if !args.radius_listen.is_empty() {
+        config.radius.listen = args.radius_listen.clone();
+    } else if args.demo && global.config.is_none() {
+        config.radius.listen = vec!["127.0.0.1:1812".parse().expect("literal address")];
+    }
+    config.validate()?;
+    init_logging(&config);
+    if args.demo {
+        setup_demo(&config, config.radius.listen[0])?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tollgate")
+        .build()?;
+    runtime.block_on(async move {
+        if let Some(addr) = config.metrics.listen {
+            let installed = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .with_http_listener(addr)
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Suffix("_seconds".to_owned()),
+                    crate::metrics::LATENCY_BUCKETS,
+                )
+                .map_err(|e| CliError(format!("metrics: {e}")))?
+                .install();
+            installed.map_err(|e| CliError(format!("metrics listener on {addr}: {e}")))?;
+            tracing::info!(address = %addr, "metrics listening");
+        }
+        let server = Server::start(&config).await?;
+        for addr in server.radius_addrs() {
+            // A line tests and scripts can wait for.
+            println!("listening on {addr}");
+        }
+        let clients = server.client_names();
+        if clients.is_empty() {
+            tracing::warn!("no RADIUS clients yet: add one with `tollgate client add`");
+        }
+        wait_for_signal().await?;
+        tracing::info!("shutting down");
+        let report = server
+            .shutdown(config.radius.max_in_flight_per_client as usize)
+            .await;
+        tracing::info!(
+            abandoned = report.abandoned,
+            drained_ms = report.drained_in.as_millis() as u64,
+            "stopped"
+        );
+        Ok::<_, CliError>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() -> Result<(), CliError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! Names of every metric the server exports, in one place.
+//!
+//! Names follow `tollgate_<noun>_<unit>[_total]`. Labels are bounded: a client name (from
+//! configuration), a result, a reason or an actor kind — never a user name or an address.
+
+/// Requests received, by `client` and `code` (access_request, status_server, other).
+pub const REQUESTS_TOTAL: &str = "tollgate_radius_requests_total";
+/// Replies sent, by `client`, `mode` and `result` (accept, reject, challenge, alive).
+pub const REPLIES_TOTAL: &str = "tollgate_radius_replies_total";
+/// Refused logins, by `client` and `reason`.
+pub const REJECTS_TOTAL: &str = "tollgate_radius_rejects_total";
+/// Packets dropped without a reply, by `client` (or `unknown`) and `reason`.
+pub const DROPPED_TOTAL: &str = "tollgate_radius_dropped_total";
+/// Work shed because an admission gate was full, by `gate`.
+pub const SHED_TOTAL: &str = "tollgate_shed_total";
+/// Retransmits answered from the duplicate cache, by `client`.
+pub const DUPLICATES_TOTAL: &str = "tollgate_radius_duplicates_total";
+/// Time from receipt to reply, by `client` and `result`.
+pub const LATENCY_SECONDS: &str = "tollgate_radius_request_duration_seconds";
+/// Users locked by the lockout rule.
+pub const LOCKOUTS_TOTAL: &str = "tollgate_lockouts_total";
+/// Challenge sessions open now.
+pub const SESSIONS_ACTIVE: &str = "tollgate_sessions_active";
+/// Password checks by `path` (cache, argon2) and `result`.
+pub const PASSWORD_CHECKS_TOTAL: &str = "tollgate_password_checks_total";
+/// Actors restarted by their supervisor after a failure, by `kind`.
+pub const ACTOR_RESTARTS_TOTAL: &str = "tollgate_actor_restarts_total";
+/// Requests admitted and not yet answered, by `client`.
+pub const IN_FLIGHT: &str = "tollgate_radius_in_flight";
+/// Users loaded in the embedded directory.
+pub const USERS_LOADED: &str = "tollgate_directory_users";
+/// Store flushes that failed (runtime state kept and retried).
+pub const STORE_ERRORS_TOTAL: &str = "tollgate_store_errors_total";
+
+/// Histogram buckets for request latency, in seconds: fine below a millisecond, where
+/// inline logins land, and coarse up to the Argon2 and challenge paths.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5,
+];

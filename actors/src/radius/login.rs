@@ -1,0 +1,299 @@
+//! The login procedure: reading a verified Access-Request in the client's login mode and
+//! carrying it through the password, passcode and challenge steps.
+//!
+//! The decisions themselves come from `tollgate_engine::login`; this module only gathers
+//! their inputs from the directory and says which step must run where. Every function here
+//! is CPU-only: the one slow step, Argon2, is returned as [`Progress::SlowPassword`] for
+//! the caller to run on a blocking thread.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::ActorRef;
+use tokio::sync::Semaphore;
+use tollgate_engine::login::{split_appended, LoginMode, Outcome, RejectReason, STATE_LEN};
+use tollgate_engine::radius::{attr, unhide_password, Verified, MAX_PASSWORD_LEN};
+use zeroize::{Zeroize, Zeroizing};
+
+use super::{ClientSettings, SessionMsg, SessionRegistry};
+use crate::audit::Audit;
+use crate::state::{Directory, PasscodeCheck, PasswordCheck, UserEntry};
+
+/// What every client actor and session shares.
+pub struct Shared {
+    /// The embedded directory.
+    pub directory: Arc<Directory>,
+    /// Open challenge sessions.
+    pub sessions: SessionRegistry,
+    /// Admission to the slow password check (waiting or running).
+    pub slow_gate: Arc<Semaphore>,
+    /// Argon2 checks running at once (one per core: more only adds latency).
+    pub cpu_gate: Arc<Semaphore>,
+    /// How long a challenge stays answerable.
+    pub challenge_ttl_secs: u64,
+    /// Reply-Message of an Access-Challenge.
+    pub challenge_message: String,
+    /// The audit trail.
+    pub audit: Audit,
+    /// Duplicate-cache window.
+    pub dedup_window: Duration,
+    /// Duplicate-cache capacity per client.
+    pub dedup_entries: usize,
+}
+
+/// The end of a login.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// What was concluded.
+    pub outcome: Outcome,
+    /// The State of a challenge, when the outcome is one.
+    pub state: Option<[u8; STATE_LEN]>,
+    /// The user name as given (for the audit line).
+    pub user: String,
+}
+
+impl Decision {
+    fn reject(user: &str, reason: RejectReason) -> Self {
+        Decision {
+            outcome: Outcome::Reject(reason),
+            state: None,
+            user: user.to_owned(),
+        }
+    }
+}
+
+/// What to do once a slow password check succeeds.
+pub enum Then {
+    /// Check this passcode (append mode).
+    Passcode(Zeroizing<Vec<u8>>),
+    /// Open a challenge (challenge mode).
+    Challenge,
+}
+
+/// Where a login stands after its inline part.
+pub enum Progress {
+    /// Decided.
+    Done(Decision),
+    /// The password needs the slow check, then `then`.
+    SlowPassword {
+        /// The user.
+        user: Arc<UserEntry>,
+        /// The name as given.
+        name: String,
+        /// The password to check.
+        password: Zeroizing<Vec<u8>>,
+        /// What follows a good password.
+        then: Then,
+    },
+    /// The password is right: open a challenge session.
+    OpenChallenge {
+        /// The name as given.
+        name: String,
+    },
+    /// An answer to a challenge: hand it to the session.
+    Answer {
+        /// The session named by the State.
+        session: ActorRef<SessionMsg>,
+        /// The name as given.
+        name: String,
+        /// The passcode typed.
+        passcode: Zeroizing<Vec<u8>>,
+    },
+}
+
+/// Reads a User-Name: present, not empty, UTF-8 without control characters.
+fn user_name<'a>(req: &Verified<'a>) -> Option<&'a str> {
+    let raw = req.attribute(attr::USER_NAME)?;
+    let name = std::str::from_utf8(raw).ok()?;
+    (!name.is_empty() && !name.chars().any(char::is_control)).then_some(name)
+}
+
+/// Runs the inline part of a login.
+pub fn start(
+    shared: &Shared,
+    client: &ClientSettings,
+    req: &Verified<'_>,
+    now: u64,
+    now_ms: u64,
+) -> Progress {
+    let Some(name) = user_name(req) else {
+        return Progress::Done(Decision::reject("", RejectReason::Malformed));
+    };
+    let Some(hidden) = req.attribute(attr::USER_PASSWORD) else {
+        // CHAP and EAP cannot carry a passcode we can check against a hashed password.
+        return Progress::Done(Decision::reject(name, RejectReason::Malformed));
+    };
+    let mut buf = [0u8; MAX_PASSWORD_LEN];
+    let field = match unhide_password(hidden, client.secret.expose(), req.authenticator(), &mut buf) {
+        Ok(field) => field,
+        Err(_) => return Progress::Done(Decision::reject(name, RejectReason::Malformed)),
+    };
+    let progress = start_with_field(shared, client, req, name, field, now, now_ms);
+    buf.zeroize();
+    progress
+}
+
+fn start_with_field(
+    shared: &Shared,
+    client: &ClientSettings,
+    req: &Verified<'_>,
+    name: &str,
+    field: &[u8],
+    now: u64,
+    now_ms: u64,
+) -> Progress {
+    let dir = &shared.directory;
+    if client.mode == LoginMode::Challenge {
+        if let Some(state) = req.attribute(attr::STATE) {
+            return match shared.sessions.take(state) {
+                Some(session) => Progress::Answer {
+                    session,
+                    name: name.to_owned(),
+                    passcode: Zeroizing::new(field.to_vec()),
+                },
+                None => Progress::Done(Decision::reject(name, RejectReason::UnknownState)),
+            };
+        }
+    }
+    let Some(user) = dir.user(name) else {
+        return Progress::Done(Decision::reject(name, RejectReason::UnknownUser));
+    };
+    if user.disabled {
+        return Progress::Done(Decision::reject(name, RejectReason::Disabled));
+    }
+    if dir.is_locked(&user, now) {
+        return Progress::Done(Decision::reject(name, RejectReason::LockedOut));
+    }
+    match client.mode {
+        LoginMode::PasscodeOnly => Progress::Done(check_passcode(shared, &user, name, field, now)),
+        LoginMode::Challenge => match dir.check_password_fast(&user, field, now_ms) {
+            PasswordCheck::Good => Progress::OpenChallenge {
+                name: name.to_owned(),
+            },
+            PasswordCheck::Bad => Progress::Done(conclude(
+                shared,
+                &user,
+                name,
+                Outcome::Reject(RejectReason::BadPassword),
+                now,
+            )),
+            PasswordCheck::NeedsSlowCheck => Progress::SlowPassword {
+                user: Arc::clone(&user),
+                name: name.to_owned(),
+                password: Zeroizing::new(field.to_vec()),
+                then: Then::Challenge,
+            },
+        },
+        LoginMode::Append => {
+            if user.tokens.is_empty() {
+                return Progress::Done(conclude(
+                    shared,
+                    &user,
+                    name,
+                    Outcome::Reject(RejectReason::NoToken),
+                    now,
+                ));
+            }
+            let split = user
+                .passcode_lengths()
+                .find_map(|digits| split_appended(field, digits));
+            let Some((password, passcode)) = split else {
+                return Progress::Done(conclude(
+                    shared,
+                    &user,
+                    name,
+                    Outcome::Reject(RejectReason::Malformed),
+                    now,
+                ));
+            };
+            match dir.check_password_fast(&user, password, now_ms) {
+                PasswordCheck::Good => {
+                    Progress::Done(check_passcode(shared, &user, name, passcode, now))
+                }
+                PasswordCheck::Bad => Progress::Done(conclude(
+                    shared,
+                    &user,
+                    name,
+                    Outcome::Reject(RejectReason::BadPassword),
+                    now,
+                )),
+                PasswordCheck::NeedsSlowCheck => Progress::SlowPassword {
+                    user: Arc::clone(&user),
+                    name: name.to_owned(),
+                    password: Zeroizing::new(password.to_vec()),
+                    then: Then::Passcode(Zeroizing::new(passcode.to_vec())),
+                },
+            }
+        }
+    }
+}
+
+/// Continues a login after the slow password check.
+pub fn after_password(
+    shared: &Shared,
+    user: &UserEntry,
+    name: &str,
+    password_ok: bool,
+    then: Then,
+    now: u64,
+) -> Progress {
+    if !password_ok {
+        return Progress::Done(conclude(
+            shared,
+            user,
+            name,
+            Outcome::Reject(RejectReason::BadPassword),
+            now,
+        ));
+    }
+    match then {
+        Then::Passcode(code) => Progress::Done(check_passcode(shared, user, name, &code, now)),
+        Then::Challenge => Progress::OpenChallenge {
+            name: name.to_owned(),
+        },
+    }
+}
+
+/// Checks the passcode of a challenge answer. The user is looked up again, since an admin
+/// may have disabled or locked them while the challenge was open.
+pub fn answer_challenge(shared: &Shared, name: &str, passcode: &[u8], now: u64) -> Decision {
+    let dir = &shared.directory;
+    let Some(user) = dir.user(name) else {
+        return Decision::reject(name, RejectReason::UnknownUser);
+    };
+    if user.disabled {
+        return Decision::reject(name, RejectReason::Disabled);
+    }
+    if dir.is_locked(&user, now) {
+        return Decision::reject(name, RejectReason::LockedOut);
+    }
+    check_passcode(shared, &user, name, passcode, now)
+}
+
+fn check_passcode(shared: &Shared, user: &UserEntry, name: &str, passcode: &[u8], now: u64) -> Decision {
+    let outcome = match shared.directory.check_passcode(user, passcode, now) {
+        PasscodeCheck::Accepted { .. } => Outcome::Accept,
+        PasscodeCheck::Rejected(reason) => Outcome::Reject(reason),
+    };
+    conclude(shared, user, name, outcome, now)
+}
+
+/// Applies the lockout rule to the end of a login.
+fn conclude(shared: &Shared, user: &UserEntry, name: &str, outcome: Outcome, now: u64) -> Decision {
+    let failure = match outcome {
+        Outcome::Accept => Some(None),
+        Outcome::Reject(reason) => Some(Some(reason)),
+        Outcome::Challenge | Outcome::Alive => None,
+    };
+    if let Some(failure) = failure {
+        if shared.directory.record_result(user, failure, now) {
+            metrics::counter!(crate::metrics::LOCKOUTS_TOTAL).increment(1);
+            tracing::warn!(target: "tollgate::audit", user = %name, "user locked out after repeated failures");
+        }
+    }
+    Decision {
+        outcome,
+        state: None,
+        user: name.to_owned(),
+    }
+}

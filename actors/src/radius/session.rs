@@ -1,0 +1,233 @@
+//! Challenge sessions: one [`SessionActor`] per open Access-Challenge, under the
+//! [`SessionSupervisor`], found by their State through the [`SessionRegistry`].
+//!
+//! A session is opened when the password of a challenge-mode login is right. It holds the
+//! engine's [`ChallengeSession`] (random State, client, user, expiry) and lives until it is
+//! answered once or its time runs out. Their number is bounded by a semaphore: when it is
+//! full, new logins are refused with a reject instead of growing memory. A crash of one
+//! session is reported to the supervisor and touches no other session.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use rand::RngCore;
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tollgate_engine::login::{ChallengeSession, Outcome, RejectReason, SessionError, STATE_LEN};
+use zeroize::Zeroizing;
+
+use super::login::{self, Decision};
+use super::{ClientMsg, Job, Shared};
+use crate::metrics as m;
+use crate::unix_now;
+
+/// Messages of a [`SessionActor`].
+pub enum SessionMsg {
+    /// The second Access-Request of the login, carrying the State and the passcode.
+    Answer {
+        /// The client it came from.
+        client: Arc<str>,
+        /// The User-Name it carries.
+        user: String,
+        /// The passcode typed.
+        passcode: Zeroizing<Vec<u8>>,
+        /// The request, to be handed back decided.
+        job: Job,
+        /// The client actor that answers the NAS.
+        reply_to: ActorRef<ClientMsg>,
+    },
+    /// The session's time ran out.
+    Expire,
+}
+
+/// Open challenge sessions by State, and the gate that bounds their number.
+pub struct SessionRegistry {
+    by_state: DashMap<[u8; STATE_LEN], ActorRef<SessionMsg>>,
+    gate: Arc<Semaphore>,
+    supervisor: std::sync::OnceLock<ActorCell>,
+}
+
+impl SessionRegistry {
+    /// A registry allowing `max` sessions at once.
+    pub fn new(max: usize) -> Self {
+        SessionRegistry {
+            by_state: DashMap::new(),
+            gate: Arc::new(Semaphore::new(max)),
+            supervisor: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Sets the supervisor that sessions are linked to (once, at start-up).
+    pub fn set_supervisor(&self, cell: ActorCell) {
+        let _ = self.supervisor.set(cell);
+    }
+
+    /// Number of open sessions.
+    pub fn len(&self) -> usize {
+        self.by_state.len()
+    }
+
+    /// Whether no session is open.
+    pub fn is_empty(&self) -> bool {
+        self.by_state.is_empty()
+    }
+
+    /// Takes the session named by `state` out of the registry: a State is answered once.
+    pub fn take(&self, state: &[u8]) -> Option<ActorRef<SessionMsg>> {
+        let key: [u8; STATE_LEN] = state.try_into().ok()?;
+        self.by_state.remove(&key).map(|(_, s)| s)
+    }
+
+    fn forget_actor(&self, id: ractor::ActorId) {
+        self.by_state.retain(|_, s| s.get_id() != id);
+    }
+
+    /// Opens a session for `user` challenged by `client`, and returns the decision that
+    /// answers the NAS: a challenge carrying the new State, or a reject when the server
+    /// cannot hold one more session.
+    pub async fn open(&self, shared: &Arc<Shared>, client: &str, user: &str, now: u64) -> Decision {
+        let reject = |reason| Decision {
+            outcome: Outcome::Reject(reason),
+            state: None,
+            user: user.to_owned(),
+        };
+        let Ok(permit) = Arc::clone(&self.gate).try_acquire_owned() else {
+            metrics::counter!(m::SHED_TOTAL, "gate" => "sessions").increment(1);
+            return reject(RejectReason::SessionsFull);
+        };
+        let Some(supervisor) = self.supervisor.get() else {
+            return reject(RejectReason::SessionsFull);
+        };
+        let mut state = [0u8; STATE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut state);
+        let session = ChallengeSession::new(state, client, user, now, shared.challenge_ttl_secs);
+        let args = SessionArgs {
+            session,
+            shared: Arc::clone(shared),
+            _permit: permit,
+        };
+        match Actor::spawn_linked(None, SessionActor, args, supervisor.clone()).await {
+            Ok((actor, _)) => {
+                self.by_state.insert(state, actor);
+                metrics::gauge!(m::SESSIONS_ACTIVE).increment(1.0);
+                Decision {
+                    outcome: Outcome::Challenge,
+                    state: Some(state),
+                    user: user.to_owned(),
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start a challenge session");
+                reject(RejectReason::SessionsFull)
+            }
+        }
+    }
+}
+
+/// The actor of one challenge session.
+pub struct SessionActor;
+
+/// Start-up arguments of a [`SessionActor`].
+pub struct SessionArgs {
+    session: ChallengeSession,
+    shared: Arc<Shared>,
+    /// Held for the session's life: its place under the session bound.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Actor for SessionActor {
+    type Msg = SessionMsg;
+    type State = SessionArgs;
+    type Arguments = SessionArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        args: SessionArgs,
+    ) -> Result<SessionArgs, ActorProcessingErr> {
+        let ttl = args.session.expires_at.saturating_sub(unix_now());
+        myself.send_after(Duration::from_secs(ttl), || SessionMsg::Expire);
+        Ok(args)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        msg: SessionMsg,
+        args: &mut SessionArgs,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SessionMsg::Answer {
+                client,
+                user,
+                passcode,
+                job,
+                reply_to,
+            } => {
+                let now = unix_now();
+                let decision = match args.session.redeem(&client, &user, now) {
+                    Ok(()) => login::answer_challenge(&args.shared, &user, &passcode, now),
+                    Err(e) => Decision {
+                        outcome: Outcome::Reject(match e {
+                            SessionError::Expired => RejectReason::ChallengeExpired,
+                            _ => RejectReason::UnknownState,
+                        }),
+                        state: None,
+                        user,
+                    },
+                };
+                let _ = reply_to.cast(ClientMsg::Completed { job, decision });
+                myself.stop(None);
+            }
+            SessionMsg::Expire => {
+                args.shared.sessions.by_state.remove(&args.session.state);
+                myself.stop(None);
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<SessionMsg>,
+        args: &mut SessionArgs,
+    ) -> Result<(), ActorProcessingErr> {
+        args.shared.sessions.by_state.remove(&args.session.state);
+        metrics::gauge!(m::SESSIONS_ACTIVE).decrement(1.0);
+        Ok(())
+    }
+}
+
+/// Parent of every session. Sessions are not restarted (their NAS has moved on); a failed
+/// one is logged, counted and removed from the registry.
+pub struct SessionSupervisor;
+
+impl Actor for SessionSupervisor {
+    type Msg = ();
+    type State = Arc<Shared>;
+    type Arguments = Arc<Shared>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<()>,
+        shared: Arc<Shared>,
+    ) -> Result<Arc<Shared>, ActorProcessingErr> {
+        Ok(shared)
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<()>,
+        event: SupervisionEvent,
+        shared: &mut Arc<Shared>,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(cell, err) = event {
+            tracing::error!(actor = %cell.get_id(), error = %err, "a challenge session failed");
+            metrics::counter!(m::ACTOR_RESTARTS_TOTAL, "kind" => "session").increment(1);
+            metrics::gauge!(m::SESSIONS_ACTIVE).decrement(1.0);
+            shared.sessions.forget_actor(cell.get_id());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,282 @@
+//! Starting and stopping the server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use ractor::{Actor, ActorRef};
+use tokio::net::UdpSocket;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+use tollgate_config::Config;
+use tollgate_engine::login::LockoutPolicy;
+use tollgate_engine::otp::VerifyPolicy;
+
+use crate::audit::Audit;
+use crate::radius::{
+    run_listener, ClientSettings, ClientTable, RadiusSupervisor, RadiusSupervisorMsg,
+    SessionRegistry, SessionSupervisor, Shared,
+};
+use crate::state::Directory;
+use crate::store::{Store, StoreError};
+use crate::sync::{all_clients, load_directory, StoreSync, SyncTargets};
+
+/// How often the store thread writes runtime state and reads admin changes.
+const SYNC_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Why the server could not start. Each names what the operator must fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The configuration refers to something that does not work (a secret file).
+    #[error("configuration: {0}")]
+    Config(#[from] tollgate_config::ConfigError),
+    /// The store could not be opened or read.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// A listening address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The audit file could not be opened.
+    #[error("audit file: {0}")]
+    Audit(std::io::Error),
+    /// A thread or actor could not be started.
+    #[error("cannot start {what}: {reason}")]
+    Spawn {
+        /// What.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A running server.
+pub struct Server {
+    radius_addrs: Vec<SocketAddr>,
+    stop: watch::Sender<bool>,
+    listeners: Vec<JoinHandle<()>>,
+    supervisor: ActorRef<RadiusSupervisorMsg>,
+    supervisor_task: JoinHandle<()>,
+    session_supervisor: ActorRef<()>,
+    table: Arc<ArcSwap<ClientTable>>,
+    shared: Arc<Shared>,
+    store_sync: Option<StoreSync>,
+    grace: Duration,
+}
+
+/// What happened at shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Requests still unanswered when the grace period ended.
+    pub abandoned: usize,
+    /// Time the drain took.
+    pub drained_in: Duration,
+}
+
+fn client_settings_from_config(config: &Config) -> Result<Vec<Arc<ClientSettings>>, ServerError> {
+    config
+        .clients
+        .iter()
+        .map(|c| {
+            Ok(Arc::new(ClientSettings {
+                name: Arc::from(c.name.as_str()),
+                address: c.address,
+                secret: c.resolve_secret()?,
+                mode: c.mode,
+                require_message_authenticator: c.require_message_authenticator,
+                rate_limit: if c.rate_limit == 0 {
+                    config.radius.rate_limit_per_client
+                } else {
+                    c.rate_limit
+                },
+            }))
+        })
+        .collect()
+}
+
+impl Server {
+    /// Opens the store, loads the directory, starts every actor and binds the listeners.
+    pub async fn start(config: &Config) -> Result<Server, ServerError> {
+        let store = Store::open(&config.data_dir)?;
+        let start_seq = store.last_change()?;
+        let otp = &config.otp;
+        let directory = Arc::new(Directory::new(
+            VerifyPolicy {
+                totp_window: otp.totp_window,
+                hotp_lookahead: otp.hotp_lookahead,
+                max_drift: otp.max_drift,
+                resync_window: otp.resync_window,
+            },
+            LockoutPolicy {
+                threshold: config.lockout.threshold,
+                duration_secs: config.lockout.duration_secs,
+            },
+            config.passwords.cache_ttl_secs,
+        ));
+        let loaded = Instant::now();
+        load_directory(&store, &directory)?;
+        tracing::info!(users = directory.len(), elapsed_ms = loaded.elapsed().as_millis() as u64, "directory loaded");
+
+        let from_config = client_settings_from_config(config)?;
+        let clients = all_clients(&from_config, &store, config.radius.rate_limit_per_client)?;
+
+        let audit = match &config.audit.file {
+            Some(path) => Audit::with_file(path).map_err(ServerError::Audit)?,
+            None => Audit::log_only(),
+        };
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let shared = Arc::new(Shared {
+            directory: Arc::clone(&directory),
+            sessions: SessionRegistry::new(config.login.max_sessions),
+            slow_gate: Arc::new(Semaphore::new(config.passwords.max_pending_checks)),
+            cpu_gate: Arc::new(Semaphore::new(cores)),
+            challenge_ttl_secs: config.login.challenge_ttl_secs,
+            challenge_message: config.login.challenge_message.clone(),
+            audit,
+            dedup_window: Duration::from_secs(config.radius.duplicate_window_secs),
+            dedup_entries: config.radius.duplicate_cache_entries,
+        });
+
+        let spawn_err = |what: &'static str| move |e: ractor::SpawnErr| ServerError::Spawn {
+            what,
+            reason: e.to_string(),
+        };
+        let (session_supervisor, _) = Actor::spawn(None, SessionSupervisor, Arc::clone(&shared))
+            .await
+            .map_err(spawn_err("the session supervisor"))?;
+        shared.sessions.set_supervisor(session_supervisor.get_cell());
+
+        let table = Arc::new(ArcSwap::from_pointee(ClientTable::default()));
+        let (supervisor, supervisor_task) = Actor::spawn(
+            None,
+            RadiusSupervisor,
+            crate::radius::RadiusSupervisorArgs {
+                shared: Arc::clone(&shared),
+                table: Arc::clone(&table),
+                clients,
+                max_in_flight: config.radius.max_in_flight_per_client,
+            },
+        )
+        .await
+        .map_err(spawn_err("the RADIUS supervisor"))?;
+
+        let store_sync = StoreSync::spawn(
+            store,
+            SyncTargets {
+                directory: Arc::clone(&directory),
+                clients_from_config: from_config,
+                default_rate: config.radius.rate_limit_per_client,
+                supervisor: supervisor.clone(),
+            },
+            start_seq,
+            SYNC_INTERVAL,
+        )
+        .map_err(|e| ServerError::Spawn {
+            what: "the store thread",
+            reason: e.to_string(),
+        })?;
+
+        let (stop, stop_rx) = watch::channel(false);
+        let mut listeners = Vec::new();
+        let mut radius_addrs = Vec::new();
+        for addr in &config.radius.listen {
+            let socket = UdpSocket::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr: *addr, source })?;
+            let local = socket.local_addr().map_err(|source| ServerError::Bind { addr: *addr, source })?;
+            radius_addrs.push(local);
+            tracing::info!(address = %local, "RADIUS listening");
+            listeners.push(tokio::spawn(run_listener(
+                Arc::new(socket),
+                Arc::clone(&table),
+                stop_rx.clone(),
+            )));
+        }
+        Ok(Server {
+            radius_addrs,
+            stop,
+            listeners,
+            supervisor,
+            supervisor_task,
+            session_supervisor,
+            table,
+            shared,
+            store_sync: Some(store_sync),
+            grace: Duration::from_secs(config.shutdown.grace_secs),
+        })
+    }
+
+    /// The addresses the RADIUS listeners are bound to.
+    pub fn radius_addrs(&self) -> &[SocketAddr] {
+        &self.radius_addrs
+    }
+
+    /// The directory in memory.
+    pub fn directory(&self) -> &Arc<crate::state::Directory> {
+        &self.shared.directory
+    }
+
+    /// Names of the clients currently served.
+    pub fn client_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .table
+            .load()
+            .slots()
+            .map(|s| s.settings.name.to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Requests admitted and not yet answered.
+    pub fn in_flight(&self, max_per_client: usize) -> usize {
+        self.table
+            .load()
+            .slots()
+            .map(|s| max_per_client.saturating_sub(s.gate.available_permits()))
+            .sum()
+    }
+
+    /// Makes a client's actor panic, to show that it is restarted.
+    #[cfg(feature = "fault-injection")]
+    pub fn crash_client(&self, name: &str) {
+        let _ = self
+            .supervisor
+            .cast(RadiusSupervisorMsg::CrashClient(name.to_owned()));
+    }
+
+    /// Stops accepting, answers what is in flight within the grace period, writes runtime
+    /// state to the store, and stops every actor.
+    pub async fn shutdown(mut self, max_per_client: usize) -> ShutdownReport {
+        let started = Instant::now();
+        let _ = self.stop.send(true);
+        for l in self.listeners.drain(..) {
+            let _ = l.await;
+        }
+        let deadline = started + self.grace;
+        let mut abandoned = self.in_flight(max_per_client);
+        while abandoned > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            abandoned = self.in_flight(max_per_client);
+        }
+        if abandoned > 0 {
+            tracing::warn!(abandoned, "grace period over with requests unanswered");
+        }
+        self.supervisor.stop(Some("shutdown".to_owned()));
+        let _ = (&mut self.supervisor_task).await;
+        self.session_supervisor.stop(Some("shutdown".to_owned()));
+        if let Some(sync) = self.store_sync.take() {
+            // The last flush blocks on SQLite; keep it off the async workers.
+            let _ = tokio::task::spawn_blocking(move || sync.stop()).await;
+        }
+        ShutdownReport {
+            abandoned,
+            drained_in: started.elapsed(),
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! Users and tokens in memory, and the atomic check-and-advance of their state.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use dashmap::DashMap;
+use tollgate_engine::login::{LockoutPolicy, LockoutState, RejectReason};
+use tollgate_engine::otp::{self, TokenParams, TokenState, Verdict, VerifyPolicy};
+use zeroize::Zeroizing;
+
+use super::CredentialCache;
+use crate::store::{name_key, TokenRecord, UserRecord};
+
+/// Locks a mutex, taking over the data if a panicking holder poisoned it: every value
+/// guarded here is written whole, so a poisoned one is still consistent.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One token of a user, with its seed and replay state.
+pub struct TokenEntry {
+    /// Store id.
+    pub id: i64,
+    /// Algorithm, digits, period.
+    pub params: TokenParams,
+    secret: Zeroizing<Vec<u8>>,
+    /// Held for the whole verify-and-advance step, so that two requests for the same user
+    /// can never both accept one counter.
+    state: Mutex<TokenState>,
+}
+
+impl TokenEntry {
+    fn from_record(r: TokenRecord) -> Self {
+        TokenEntry {
+            id: r.id,
+            params: r.params,
+            secret: r.secret,
+            state: Mutex::new(r.state),
+        }
+    }
+
+    /// The current replay state.
+    pub fn state(&self) -> TokenState {
+        *lock(&self.state)
+    }
+
+    /// The code the token shows at `now` (for the demo and tests; never logged).
+    pub fn current_code(&self, now: u64) -> String {
+        let mut buf = [0u8; 8];
+        let state = self.state();
+        let code = otp::current_code(&self.secret, &self.params, &state, now, &mut buf);
+        String::from_utf8_lossy(code).into_owned()
+    }
+}
+
+impl std::fmt::Debug for TokenEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenEntry")
+            .field("id", &self.id)
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A user as the login path sees it. Replaced whole when an admin changes it; the lockout
+/// state and the tokens' replay state are carried over into the replacement.
+#[derive(Debug)]
+pub struct UserEntry {
+    /// Store id.
+    pub id: i64,
+    /// Name as first given.
+    pub name: String,
+    /// Argon2id hash, shared with the credential cache to bind its entries.
+    pub password_hash: Option<Arc<str>>,
+    /// Disabled users are refused.
+    pub disabled: bool,
+    /// Failure count and lock, shared across replacements of this entry.
+    lockout: Arc<Mutex<LockoutState>>,
+    /// The user's tokens.
+    pub tokens: Vec<Arc<TokenEntry>>,
+}
+
+impl UserEntry {
+    /// The failure count and lock.
+    pub fn lockout(&self) -> LockoutState {
+        *lock(&self.lockout)
+    }
+
+    /// Distinct passcode lengths of the user's tokens, shortest first.
+    pub fn passcode_lengths(&self) -> impl Iterator<Item = u8> + '_ {
+        let mut seen = [false; 11];
+        self.tokens.iter().filter_map(move |t| {
+            let d = usize::from(t.params.digits).min(10);
+            (!std::mem::replace(&mut seen[d], true)).then_some(t.params.digits)
+        })
+    }
+}
+
+/// The outcome of the fast password check.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum PasswordCheck {
+    /// The cache vouches for the password.
+    Good,
+    /// The user has no password here, or the password is empty.
+    Bad,
+    /// Only the slow Argon2 check can tell.
+    NeedsSlowCheck,
+}
+
+/// The outcome of a passcode check.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum PasscodeCheck {
+    /// A token accepted the code; its counter moved past it.
+    Accepted {
+        /// The token that matched.
+        token_id: i64,
+    },
+    /// No token accepted it.
+    Rejected(RejectReason),
+}
+
+#[derive(Default)]
+struct Dirty {
+    tokens: HashMap<i64, TokenState>,
+    lockouts: HashMap<i64, LockoutState>,
+}
+
+/// Runtime state changed since the last flush, to be written to the store.
+#[derive(Debug, Default)]
+pub struct DirtyState {
+    /// Token counters and drift.
+    pub tokens: Vec<(i64, TokenState)>,
+    /// User failure counts and locks.
+    pub lockouts: Vec<(i64, LockoutState)>,
+}
+
+/// The embedded directory in memory.
+pub struct Directory {
+    by_name: DashMap<String, Arc<UserEntry>>,
+    by_id: DashMap<i64, Arc<UserEntry>>,
+    /// Write-behind set: bounded by the number of users and tokens, never by traffic.
+    dirty: Mutex<Dirty>,
+    /// Verified-credential cache.
+    pub credentials: CredentialCache,
+    /// Passcode windows.
+    pub otp_policy: VerifyPolicy,
+    /// Lockout rule.
+    pub lockout_policy: LockoutPolicy,
+}
+
+impl Directory {
+    /// An empty directory.
+    pub fn new(otp_policy: VerifyPolicy, lockout_policy: LockoutPolicy, cache_ttl_secs: u64) -> Self {
+        Directory {
+            by_name: DashMap::new(),
+            by_id: DashMap::new(),
+            dirty: Mutex::new(Dirty::default()),
+            credentials: CredentialCache::new(cache_ttl_secs),
+            otp_policy,
+            lockout_policy,
+        }
+    }
+
+    /// Number of users.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Whether there are no users.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Finds a user by name, without case.
+    pub fn user(&self, name: &str) -> Option<Arc<UserEntry>> {
+        // Most names arrive in the case they were created in; try that before allocating.
+        if let Some(u) = self.by_name.get(name) {
+            return Some(Arc::clone(&u));
+        }
+        self.by_name.get(&name_key(name)).map(|u| Arc::clone(&u))
+    }
+
+    /// Installs or replaces a user with its tokens, carrying over the runtime state of the
+    /// entry it replaces: its lock and, for tokens that remain, the further of the two
+    /// counters, so that reloading from the store can never make a used code valid again.
+    pub fn upsert(&self, record: UserRecord, tokens: Vec<TokenRecord>) {
+        let previous = self.by_id.get(&record.id).map(|u| Arc::clone(&u));
+        let lockout = match &previous {
+            Some(p) => Arc::clone(&p.lockout),
+            None => Arc::new(Mutex::new(record.lockout)),
+        };
+        let tokens = tokens
+            .into_iter()
+            .map(|t| {
+                let old = previous
+                    .as_ref()
+                    .and_then(|p| p.tokens.iter().find(|o| o.id == t.id));
+                match old {
+                    Some(old) => {
+                        let entry = TokenEntry::from_record(t);
+                        let mem = old.state();
+                        let mut s = lock(&entry.state);
+                        if mem.next_counter >= s.next_counter {
+                            *s = mem;
+                        }
+                        drop(s);
+                        Arc::new(entry)
+                    }
+                    None => Arc::new(TokenEntry::from_record(t)),
+                }
+            })
+            .collect();
+        let hash: Option<Arc<str>> = match (&previous, record.password_hash) {
+            // Keep the same allocation when the hash did not change, so that cached
+            // credentials bound to it stay valid.
+            (Some(p), Some(h)) if p.password_hash.as_deref() == Some(h.as_str()) => {
+                p.password_hash.clone()
+            }
+            (_, h) => {
+                self.credentials.forget(record.id);
+                h.map(Arc::from)
+            }
+        };
+        if record.disabled {
+            self.credentials.forget(record.id);
+        }
+        let entry = Arc::new(UserEntry {
+            id: record.id,
+            name: record.name,
+            password_hash: hash,
+            disabled: record.disabled,
+            lockout,
+            tokens,
+        });
+        if let Some(p) = &previous {
+            if name_key(&p.name) != name_key(&entry.name) {
+                self.by_name.remove(&name_key(&p.name));
+            }
+        }
+        self.by_name.insert(name_key(&entry.name), Arc::clone(&entry));
+        self.by_id.insert(entry.id, entry);
+    }
+
+    /// Removes a user.
+    pub fn remove(&self, id: i64) {
+        if let Some((_, u)) = self.by_id.remove(&id) {
+            self.by_name.remove(&name_key(&u.name));
+            self.credentials.forget(id);
+        }
+    }
+
+    /// Ids of every user, for a full reload.
+    pub fn user_ids(&self) -> Vec<i64> {
+        self.by_id.iter().map(|e| *e.key()).collect()
+    }
+
+    /// Clears a user's failures and lock (an admin's unlock).
+    pub fn unlock(&self, id: i64) {
+        if let Some(u) = self.by_id.get(&id) {
+            let mut l = lock(&u.lockout);
+            *l = LockoutState::default();
+            lock(&self.dirty).lockouts.insert(id, *l);
+        }
+    }
+
+    /// The fast password check: the credential cache, or a clear refusal.
+    pub fn check_password_fast(&self, user: &UserEntry, password: &[u8], now_ms: u64) -> PasswordCheck {
+        let Some(hash) = &user.password_hash else {
+            return PasswordCheck::Bad;
+        };
+        // An empty password is never a credential, whatever a hash says.
+        if password.is_empty() {
+            return PasswordCheck::Bad;
+        }
+        if self.credentials.check(user.id, hash, password, now_ms) {
+            PasswordCheck::Good
+        } else {
+            PasswordCheck::NeedsSlowCheck
+        }
+    }
+
+    /// The slow password check (Argon2id, tens of milliseconds): run it off the actors, on
+    /// a blocking thread. Remembers the password on success.
+    pub fn check_password_slow(&self, user: &UserEntry, password: &[u8], now_ms: u64) -> bool {
+        let Some(hash) = &user.password_hash else {
+            return false;
+        };
+        if password.is_empty() {
+            return false;
+        }
+        let ok = crate::store::verify_password(password, hash);
+        if ok {
+            self.credentials.remember(user.id, hash, password, now_ms);
+        }
+        ok
+    }
+
+    /// Checks a passcode against each of the user's tokens and, on a match, advances that
+    /// token's counter past it before the lock is released.
+    pub fn check_passcode(&self, user: &UserEntry, code: &[u8], now: u64) -> PasscodeCheck {
+        if user.tokens.is_empty() {
+            return PasscodeCheck::Rejected(RejectReason::NoToken);
+        }
+        let mut reason = RejectReason::BadPasscode;
+        for token in &user.tokens {
+            if code.len() != usize::from(token.params.digits) {
+                continue;
+            }
+            let mut state = lock(&token.state);
+            match otp::verify(&token.secret, &token.params, &state, code, now, &self.otp_policy) {
+                Verdict::Accepted { state: next, .. } => {
+                    *state = next;
+                    lock(&self.dirty).tokens.insert(token.id, next);
+                    return PasscodeCheck::Accepted { token_id: token.id };
+                }
+                Verdict::Rejected(otp::RejectReason::Replayed) => {
+                    reason = RejectReason::ReplayedPasscode;
+                }
+                Verdict::Rejected(_) => {}
+            }
+        }
+        PasscodeCheck::Rejected(reason)
+    }
+
+    /// Whether the user is locked at `now`.
+    pub fn is_locked(&self, user: &UserEntry, now: u64) -> bool {
+        lock(&user.lockout).is_locked(now)
+    }
+
+    /// Records the end of a login for the lockout rule. Returns true when this failure
+    /// locked the user.
+    pub fn record_result(&self, user: &UserEntry, failure: Option<RejectReason>, now: u64) -> bool {
+        let mut l = lock(&user.lockout);
+        let before = *l;
+        let locked_now = match failure {
+            None => {
+                l.record_success();
+                false
+            }
+            Some(reason) if reason.counts_towards_lockout() => {
+                l.record_failure(now, &self.lockout_policy)
+            }
+            Some(_) => false,
+        };
+        if *l != before {
+            lock(&self.dirty).lockouts.insert(user.id, *l);
+        }
+        locked_now
+    }
+
+    /// Takes the runtime state changed since the last call.
+    pub fn take_dirty(&self) -> DirtyState {
+        let mut d = lock(&self.dirty);
+        let d = std::mem::take(&mut *d);
+        DirtyState {
+            tokens: d.tokens.into_iter().collect(),
+            lockouts: d.lockouts.into_iter().collect(),
+        }
+    }
+
+    /// Puts back state whose write failed, unless newer state was recorded meanwhile.
+    pub fn restore_dirty(&self, failed: DirtyState) {
+        let mut d = lock(&self.dirty);
+        for (id, s) in failed.tokens {
+            d.tokens.entry(id).or_insert(s);
+        }
+        for (id, s) in failed.lockouts {
+            d.lockouts.entry(id).or_insert(s);
+        }
+    }
+}

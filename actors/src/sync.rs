@@ -1,0 +1,193 @@
+//! The store thread: it writes the server's runtime state to SQLite and applies the
+//! changes that admin commands make, a few times a second.
+//!
+//! SQLite calls block, so they run on this one dedicated thread and never on the async
+//! runtime. Runtime state (token counters, lockouts) reaches the store at most one
+//! interval after it changed, and is written a last time at shutdown.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ractor::ActorRef;
+
+use crate::radius::{ClientSettings, RadiusSupervisorMsg};
+use crate::state::Directory;
+use crate::store::{Change, Store, StoreError};
+
+/// What the store thread applies changes to.
+pub struct SyncTargets {
+    /// The directory in memory.
+    pub directory: Arc<Directory>,
+    /// Clients declared in the configuration file.
+    pub clients_from_config: Vec<Arc<ClientSettings>>,
+    /// Rate limit for clients that set none.
+    pub default_rate: u32,
+    /// Where client list changes go.
+    pub supervisor: ActorRef<RadiusSupervisorMsg>,
+}
+
+/// Handle of the store thread.
+pub struct StoreSync {
+    stop: mpsc::Sender<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StoreSync {
+    /// Starts the thread; it polls the change log every `interval`, after `start_seq`.
+    pub fn spawn(
+        store: Store,
+        ctx: SyncTargets,
+        start_seq: i64,
+        interval: Duration,
+    ) -> std::io::Result<StoreSync> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("tollgate-store".to_owned())
+            .spawn(move || {
+                let mut store = store;
+                let mut seq = start_seq;
+                loop {
+                    flush(&mut store, &ctx.directory);
+                    match store.changes_since(seq) {
+                        Ok(changes) => {
+                            for (s, change) in changes {
+                                seq = s;
+                                if let Err(e) = apply(&store, &ctx, change) {
+                                    tracing::error!(error = %e, "cannot apply a change from the store");
+                                }
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, "cannot read the change log"),
+                    }
+                    match stopped.recv_timeout(interval) {
+                        Err(RecvTimeoutError::Timeout) => continue,
+                        Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                            flush(&mut store, &ctx.directory);
+                            break;
+                        }
+                    }
+                }
+            })?;
+        Ok(StoreSync {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the thread after a last flush, and waits for it.
+    pub fn stop(mut self) {
+        let _ = self.stop.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for StoreSync {
+    fn drop(&mut self) {
+        let _ = self.stop.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn flush(store: &mut Store, directory: &Directory) {
+    let dirty = directory.take_dirty();
+    if dirty.tokens.is_empty() && dirty.lockouts.is_empty() {
+        return;
+    }
+    if let Err(e) = store.save_runtime(&dirty.tokens, &dirty.lockouts) {
+        // Keep the state for the next round rather than lose a counter.
+        tracing::error!(error = %e, "cannot write runtime state; will retry");
+        metrics::counter!(crate::metrics::STORE_ERRORS_TOTAL).increment(1);
+        directory.restore_dirty(dirty);
+    }
+}
+
+fn apply(store: &Store, ctx: &SyncTargets, change: Change) -> Result<(), StoreError> {
+    let directory = &ctx.directory;
+    match change {
+        Change::User(id) => reload_user(store, directory, id)?,
+        Change::Unlock(id) => {
+            reload_user(store, directory, id)?;
+            directory.unlock(id);
+        }
+        Change::Clients => {
+            let clients = all_clients(&ctx.clients_from_config, store, ctx.default_rate)?;
+            let _ = ctx.supervisor.cast(RadiusSupervisorMsg::SetClients(clients));
+        }
+        Change::All => {
+            load_directory(store, directory)?;
+            let clients = all_clients(&ctx.clients_from_config, store, ctx.default_rate)?;
+            let _ = ctx.supervisor.cast(RadiusSupervisorMsg::SetClients(clients));
+        }
+    }
+    Ok(())
+}
+
+fn reload_user(store: &Store, directory: &Directory, id: i64) -> Result<(), StoreError> {
+    match store.user_by_id(id)? {
+        Some(user) => {
+            let tokens = store.tokens(Some(id))?;
+            directory.upsert(user, tokens);
+        }
+        None => directory.remove(id),
+    }
+    metrics::gauge!(crate::metrics::USERS_LOADED).set(directory.len() as f64);
+    Ok(())
+}
+
+/// Loads every user and token of the store into the directory, removing users that are
+/// gone and keeping the runtime state of those that remain.
+pub fn load_directory(store: &Store, directory: &Directory) -> Result<(), StoreError> {
+    let users = store.users()?;
+    let mut tokens: HashMap<i64, Vec<_>> = HashMap::new();
+    for t in store.tokens(None)? {
+        tokens.entry(t.user_id).or_default().push(t);
+    }
+    let present: std::collections::HashSet<i64> = users.iter().map(|u| u.id).collect();
+    for id in directory.user_ids() {
+        if !present.contains(&id) {
+            directory.remove(id);
+        }
+    }
+    for user in users {
+        let t = tokens.remove(&user.id).unwrap_or_default();
+        directory.upsert(user, t);
+    }
+    metrics::gauge!(crate::metrics::USERS_LOADED).set(directory.len() as f64);
+    Ok(())
+}
+
+/// The clients of the configuration file followed by those of the store; a store client
+/// with the name of a configured one is ignored with a warning.
+pub fn all_clients(
+    from_config: &[Arc<ClientSettings>],
+    store: &Store,
+    default_rate: u32,
+) -> Result<Vec<Arc<ClientSettings>>, StoreError> {
+    let mut out: Vec<Arc<ClientSettings>> = from_config.to_vec();
+    for c in store.clients()? {
+        if out.iter().any(|o| *o.name == *c.name) {
+            tracing::warn!(client = %c.name, "a client of that name is in the configuration file; the store's is ignored");
+            continue;
+        }
+        out.push(Arc::new(ClientSettings {
+            name: Arc::from(c.name.as_str()),
+            address: c.address,
+            secret: c.secret,
+            mode: c.mode,
+            require_message_authenticator: c.require_message_authenticator,
+            rate_limit: if c.rate_limit == 0 {
+                default_rate
+            } else {
+                c.rate_limit
+            },
+        }));
+    }
+    Ok(out)
+}

@@ -1,0 +1,256 @@
+//! Verification of a submitted code against a window of counters, the replay rule, drift
+//! learning, and two-code resynchronisation.
+//!
+//! Every candidate counter of a window is computed and compared, and the comparison and
+//! the choice of the winning counter go through `subtle`, so the time a request takes
+//! does not tell an attacker which counter (if any) their guess was close to. Only the
+//! final verdict, which the attacker learns anyway, is branched on.
+
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq, ConstantTimeGreater};
+
+use super::hotp::{hotp_checked, totp_counter};
+use super::{RejectReason, TokenKind, TokenParams, TokenState, Verdict, VerifyPolicy};
+
+/// The highest counter that may ever be accepted. `u64::MAX` itself is left unused so that
+/// `next_counter = counter + 1` always fits, which is what keeps an accepted counter from
+/// being accepted again.
+const LAST_USABLE: u64 = u64::MAX - 1;
+
+/// Check `code` (ASCII digits) against every counter of the window in constant time
+/// (compute all candidates, compare each with subtle, no early exit), then apply the
+/// replay rule.
+///
+/// TOTP: the window is `policy.totp_window` steps either side of the raw counter for
+/// `unix_time` shifted by `state.drift`; an accepted code teaches a new drift, its offset
+/// from the raw counter clamped to `±policy.max_drift`, or to `±|state.drift|` when that is
+/// larger. The second bound exists because [`resync`] may set a drift beyond `max_drift`,
+/// and clamping it back on the next accept would lose the token again; verification alone
+/// can still never push the drift further out than it already is. HOTP: the window is
+/// `state.next_counter ..= next_counter + policy.hotp_lookahead`, and the
+/// `hotp_lookahead` counters just below it are checked too so that a replay is reported as
+/// [`RejectReason::Replayed`] rather than [`RejectReason::NoMatch`].
+///
+/// If several counters match, the lowest one not below `next_counter` wins. A code that is
+/// not exactly `params.digits` ASCII digits is [`RejectReason::Malformed`] and costs no
+/// HMAC; parameters that fail [`TokenParams::validate`] accept nothing
+/// ([`RejectReason::NoMatch`]). The work is proportional to the window, so the policy's
+/// windows should stay small.
+pub fn verify(
+    key: &[u8],
+    params: &TokenParams,
+    state: &TokenState,
+    code: &[u8],
+    unix_time: u64,
+    policy: &VerifyPolicy,
+) -> Verdict {
+    if params.validate().is_err() {
+        return Verdict::Rejected(RejectReason::NoMatch);
+    }
+    let Some(submitted) = parse_code(code, params.digits) else {
+        return Verdict::Rejected(RejectReason::Malformed);
+    };
+    let next = state.next_counter;
+
+    let (first, last, raw) = match params.kind {
+        TokenKind::Totp { period, t0 } => {
+            let raw = totp_counter(unix_time, period, t0);
+            let centre = raw.saturating_add_signed(state.drift);
+            let window = u64::from(policy.totp_window);
+            (
+                centre.saturating_sub(window),
+                centre.saturating_add(window),
+                raw,
+            )
+        }
+        TokenKind::Hotp => {
+            // Scanning below `next_counter` only serves the audit reason; those counters
+            // can never be accepted.
+            let lookahead = u64::from(policy.hotp_lookahead);
+            (
+                next.saturating_sub(lookahead),
+                next.saturating_add(lookahead),
+                0,
+            )
+        }
+    };
+
+    let mut accepted = Choice::from(0);
+    let mut accepted_counter = 0u64;
+    let mut replayed = Choice::from(0);
+    for counter in first..=last.min(LAST_USABLE) {
+        let matches = candidate_matches(key, params, counter, submitted);
+        let fresh = !next.ct_gt(&counter);
+        // Counters are visited in increasing order, so taking a match only while nothing
+        // has been taken yet selects the lowest fresh one.
+        let take = matches & fresh & !accepted;
+        accepted_counter.conditional_assign(&counter, take);
+        accepted |= take;
+        replayed |= matches & !fresh;
+    }
+
+    if bool::from(accepted) {
+        let counter = accepted_counter;
+        let drift = match params.kind {
+            TokenKind::Totp { .. } => clamped_offset(counter, raw, policy.max_drift, state.drift),
+            TokenKind::Hotp => state.drift,
+        };
+        Verdict::Accepted {
+            counter,
+            state: TokenState {
+                next_counter: counter.saturating_add(1),
+                drift,
+            },
+        }
+    } else if bool::from(replayed) {
+        Verdict::Rejected(RejectReason::Replayed)
+    } else {
+        Verdict::Rejected(RejectReason::NoMatch)
+    }
+}
+
+/// "Next code" resynchronisation: two consecutive codes; searches `policy.resync_window`
+/// steps (TOTP: around now, both directions; HOTP: from next_counter forward) for counter c
+/// with code1 at c and code2 at c+1, c >= next_counter. Returns the new state
+/// (next_counter = c+2, TOTP drift = c+1 - current raw counter) or None.
+///
+/// The TOTP search is centred on the raw counter for `unix_time`, ignoring the learnt
+/// drift, because resynchronisation is what one does when that drift is wrong. The drift
+/// it sets is not clamped to `policy.max_drift`: two consecutive codes are far stronger
+/// evidence than the single code verification learns from, and the search window already
+/// bounds it. Both counters of the pair lie inside the searched range, all pairs are
+/// computed and compared in constant time, and the lowest matching pair wins.
+/// Malformed codes and invalid parameters give `None`.
+pub fn resync(
+    key: &[u8],
+    params: &TokenParams,
+    state: &TokenState,
+    code1: &[u8],
+    code2: &[u8],
+    unix_time: u64,
+    policy: &VerifyPolicy,
+) -> Option<TokenState> {
+    params.validate().ok()?;
+    let first_code = parse_code(code1, params.digits)?;
+    let second_code = parse_code(code2, params.digits)?;
+    let next = state.next_counter;
+    let window = u64::from(policy.resync_window);
+
+    let (first, last, raw) = match params.kind {
+        TokenKind::Totp { period, t0 } => {
+            let raw = totp_counter(unix_time, period, t0);
+            (raw.saturating_sub(window), raw.saturating_add(window), raw)
+        }
+        TokenKind::Hotp => (next, next.saturating_add(window), 0),
+    };
+    // Nothing below `next_counter` may be used again, so the search starts there at the
+    // earliest; the pair's second counter must stay usable too.
+    let first = first.max(next);
+    let last = last.min(LAST_USABLE);
+    if first > last {
+        return None;
+    }
+
+    let mut found = Choice::from(0);
+    let mut found_counter = 0u64;
+    // Whether the counter before the current one produced `code1`; each HMAC is computed
+    // once and serves as the second code of one pair and the first code of the next.
+    let mut previous_was_first = Choice::from(0);
+    for counter in first..=last {
+        let is_second = candidate_matches(key, params, counter, second_code);
+        let take = previous_was_first & is_second & !found;
+        // `counter > first` whenever `previous_was_first` is set, so this cannot wrap.
+        found_counter.conditional_assign(&counter.wrapping_sub(1), take);
+        found |= take;
+        previous_was_first = candidate_matches(key, params, counter, first_code);
+    }
+
+    if !bool::from(found) {
+        return None;
+    }
+    let second = found_counter.saturating_add(1);
+    let drift = match params.kind {
+        TokenKind::Totp { .. } => signed_offset(second, raw),
+        TokenKind::Hotp => state.drift,
+    };
+    Some(TokenState {
+        next_counter: second.saturating_add(1),
+        drift,
+    })
+}
+
+/// Parses a code of exactly `digits` ASCII digits into its value, or `None` if it is any
+/// other length or holds anything but digits. The code is the caller's guess, not a
+/// secret, so an early exit here leaks nothing.
+fn parse_code(code: &[u8], digits: u8) -> Option<u32> {
+    if code.len() != usize::from(digits) {
+        return None;
+    }
+    code.iter().try_fold(0u32, |value, &byte| {
+        let digit = char::from(byte).to_digit(10)?;
+        value.checked_mul(10)?.checked_add(digit)
+    })
+}
+
+/// Whether the code at `counter` equals `submitted`, as a constant-time choice. A failed
+/// HMAC set-up matches nothing, so it can never turn into an accepted code.
+fn candidate_matches(key: &[u8], params: &TokenParams, counter: u64, submitted: u32) -> Choice {
+    match hotp_checked(key, counter, params.algorithm, params.digits) {
+        Some(value) => value.ct_eq(&submitted),
+        None => Choice::from(0),
+    }
+}
+
+/// `counter - raw` as a signed step count, saturating at the ends of `i64`.
+fn signed_offset(counter: u64, raw: u64) -> i64 {
+    let offset = i128::from(counter) - i128::from(raw);
+    i64::try_from(offset).unwrap_or(if offset < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// `counter - raw`, clamped to `±max_drift` steps or `±|current|` steps, whichever is
+/// wider, so that a drift set by [`resync`] survives the accepts that follow it.
+fn clamped_offset(counter: u64, raw: u64, max_drift: u32, current: i64) -> i64 {
+    // `i64::MAX` is the widest limit whose negation still fits, hence the `min`.
+    let limit = i64::try_from(current.unsigned_abs())
+        .unwrap_or(i64::MAX)
+        .max(i64::from(max_drift));
+    signed_offset(counter, raw).clamp(-limit, limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_code_accepts_only_exact_digit_strings() {
+        assert_eq!(parse_code(b"000000", 6), Some(0));
+        assert_eq!(parse_code(b"123456", 6), Some(123_456));
+        assert_eq!(parse_code(b"99999999", 8), Some(99_999_999));
+        assert_eq!(parse_code(b"12345", 6), None);
+        assert_eq!(parse_code(b"1234567", 6), None);
+        assert_eq!(parse_code(b"12345a", 6), None);
+        assert_eq!(parse_code(b" 12345", 6), None);
+        assert_eq!(parse_code(b"+12345", 6), None);
+        assert_eq!(parse_code("12345\u{665}".as_bytes(), 7), None);
+        assert_eq!(parse_code(b"", 0), Some(0));
+    }
+
+    #[test]
+    fn offsets_saturate_and_clamp() {
+        assert_eq!(signed_offset(5, 3), 2);
+        assert_eq!(signed_offset(3, 5), -2);
+        assert_eq!(signed_offset(u64::MAX, 0), i64::MAX);
+        assert_eq!(signed_offset(0, u64::MAX), i64::MIN);
+        assert_eq!(clamped_offset(100, 0, 10, 0), 10);
+        assert_eq!(clamped_offset(0, 100, 10, 0), -10);
+        assert_eq!(
+            clamped_offset(0, u64::MAX, u32::MAX, 0),
+            -i64::from(u32::MAX)
+        );
+        assert_eq!(clamped_offset(7, 5, 0, 0), 0);
+        assert_eq!(clamped_offset(100, 0, 10, 40), 40);
+        assert_eq!(clamped_offset(100, 0, 10, -40), 40);
+        assert_eq!(clamped_offset(30, 0, 10, 40), 30);
+        assert_eq!(clamped_offset(u64::MAX, 0, 10, i64::MIN), i64::MAX);
+        assert_eq!(clamped_offset(0, u64::MAX, 10, i64::MIN), -i64::MAX);
+    }
+}
