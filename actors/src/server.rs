@@ -233,6 +233,15 @@ impl Server {
         names
     }
 
+    /// The actor serving a client now (it changes when the actor is restarted).
+    pub fn client_actor_id(&self, name: &str) -> Option<ractor::ActorId> {
+        self.table
+            .load()
+            .slots()
+            .find(|s| &*s.settings.name == name)
+            .map(|s| s.actor.get_id())
+    }
+
     /// Requests admitted and not yet answered.
     pub fn in_flight(&self, max_per_client: usize) -> usize {
         self.table

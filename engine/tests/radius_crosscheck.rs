@@ -200,7 +200,9 @@ proptest! {
     ) {
         let borrowed: Vec<(u8, &[u8])> = attrs.iter().map(|(t, v)| (*t, v.as_slice())).collect();
         let mut bytes = Vec::new();
-        encode_request(&mut bytes, Code::AccessRequest, identifier, &authenticator, SECRET, &borrowed, with_mac).unwrap();
+        let code = Code::AccessRequest;
+        encode_request(&mut bytes, code, identifier, &authenticator, SECRET, &borrowed, with_mac)
+            .unwrap();
         let theirs = TheirPacket::decode(&bytes, SECRET).unwrap();
         prop_assert_eq!(theirs.get_identifier(), identifier);
         assert_same_attributes(&Packet::decode(&bytes).unwrap(), &theirs);
@@ -211,14 +213,16 @@ proptest! {
         attrs in attribute_lists(),
         identifier in any::<u8>(),
     ) {
-        let mut theirs = TheirPacket::new_with_identifier(TheirCode::AccessRequest, SECRET, identifier);
+        let code = TheirCode::AccessRequest;
+        let mut theirs = TheirPacket::new_with_identifier(code, SECRET, identifier);
         for (typ, value) in &attrs {
             theirs.add(AVP::from_bytes(*typ, value));
         }
         let bytes = theirs.encode().unwrap();
         let ours = Packet::decode(&bytes).unwrap();
         prop_assert_eq!(ours.identifier(), identifier);
-        let listed: Vec<(u8, Vec<u8>)> = ours.attributes().map(|a| (a.typ, a.value.to_vec())).collect();
+        let listed: Vec<(u8, Vec<u8>)> =
+            ours.attributes().map(|a| (a.typ, a.value.to_vec())).collect();
         prop_assert_eq!(listed, attrs);
     }
 }

@@ -90,7 +90,9 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn decode_never_panics_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..5000)) {
+    fn decode_never_panics_on_arbitrary_bytes(
+        bytes in prop::collection::vec(any::<u8>(), 0..5000),
+    ) {
         exercise(&bytes);
     }
 
@@ -141,7 +143,9 @@ proptest! {
         with_mac in any::<bool>(),
     ) {
         let mut out = Vec::new();
-        let result = encode_request(&mut out, code, identifier, &authenticator, SECRET, &borrowed(&attrs), with_mac);
+        let list = borrowed(&attrs);
+        let result =
+            encode_request(&mut out, code, identifier, &authenticator, SECRET, &list, with_mac);
         let has_mac = with_mac || code == Code::StatusServer;
         let mac_len = if has_mac { 18 } else { 0 };
         let size: usize = 20 + mac_len + attrs.iter().map(|(_, v)| v.len() + 2).sum::<usize>();
@@ -154,7 +158,8 @@ proptest! {
         prop_assert_eq!(p.code(), code);
         prop_assert_eq!(p.identifier(), identifier);
         prop_assert_eq!(p.bytes().len(), out.len());
-        let mut got: Vec<(u8, Vec<u8>)> = p.attributes().map(|a| (a.typ, a.value.to_vec())).collect();
+        let mut got: Vec<(u8, Vec<u8>)> =
+            p.attributes().map(|a| (a.typ, a.value.to_vec())).collect();
         if has_mac {
             prop_assert_eq!(got.remove(0).0, attr::MESSAGE_AUTHENTICATOR);
         }
@@ -177,7 +182,11 @@ proptest! {
     #[test]
     fn encoded_replies_verify_and_every_bit_flip_breaks_them(
         authenticator in any::<[u8; 16]>(),
-        code in prop_oneof![Just(Code::AccessAccept), Just(Code::AccessReject), Just(Code::AccessChallenge)],
+        code in prop_oneof![
+            Just(Code::AccessAccept),
+            Just(Code::AccessReject),
+            Just(Code::AccessChallenge),
+        ],
         attrs in prop::collection::vec(
             (any::<u8>().prop_filter("encoder owns it", |t| *t != attr::MESSAGE_AUTHENTICATOR),
              prop::collection::vec(any::<u8>(), 0..40)),

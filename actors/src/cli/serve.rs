@@ -30,7 +30,8 @@ fn init_logging(config: &Config) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match config.log.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
@@ -95,6 +96,9 @@ fn setup_demo(config: &Config, listen: SocketAddr) -> Result<(), CliError> {
     let uri = otp::otpauth_uri(super::admin::ISSUER, DEMO_USER, &token.secret, &token.params, &token.state);
     let secret_text = String::from_utf8_lossy(secret.expose()).into_owned();
     let dir = config.data_dir.display();
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "tollgate".to_owned());
     println!("== Tollgate demo ==");
     println!("user:      {DEMO_USER}");
     println!("password:  {}", password.as_str());
@@ -107,7 +111,7 @@ fn setup_demo(config: &Config, listen: SocketAddr) -> Result<(), CliError> {
     println!("Log in with password + passcode in one field (the code comes from your app, or from");
     println!("`tollgate token code {DEMO_USER}`):");
     println!(
-        "  echo \"User-Name = {DEMO_USER}, User-Password = {}$(tollgate --data-dir {dir} token code {DEMO_USER}), Message-Authenticator = 0x00\" | radclient -x {listen} auth {secret_text}",
+        "  echo \"User-Name = {DEMO_USER}, User-Password = {}$({exe} --data-dir {dir} token code {DEMO_USER}), Message-Authenticator = 0x00\" | radclient -x {listen} auth {secret_text}",
         password.as_str()
     );
     println!();

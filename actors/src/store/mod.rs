@@ -418,7 +418,8 @@ impl Store {
             disabled: r.get::<_, i64>(3)? != 0,
             lockout: LockoutState {
                 failures: r.get::<_, i64>(4)?.clamp(0, u32::MAX as i64) as u32,
-                locked_until: locked_until.map(|t| t as u64),
+                // i64::MAX stands for u64::MAX, "until an admin unlocks".
+                locked_until: locked_until.map(|t| if t == i64::MAX { u64::MAX } else { t.max(0) as u64 }),
             },
         })
     }

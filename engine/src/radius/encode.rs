@@ -6,10 +6,10 @@
 //! attacker-chosen content ahead of it), followed by the caller's attributes and then the
 //! request's Proxy-State attributes in their original order (RFC 2865 §5.33).
 //!
-//! Packets are written into a `Vec<u8>` the caller reuses. Every limit is checked before the
-//! octets that would break it are appended, so the buffer never grows past
-//! [`MAX_PACKET_LEN`]: once it has that capacity (`Vec::with_capacity(MAX_PACKET_LEN)`),
-//! encoding never allocates.
+//! Packets are written into a `Vec<u8>` the caller reuses. The encoder reserves
+//! [`MAX_PACKET_LEN`] octets before writing, and every limit is checked before the octets that
+//! would break it are appended, so the buffer grows at most once, on its first use (or never,
+//! if it was made with `Vec::with_capacity(MAX_PACKET_LEN)`), and is never reallocated.
 
 use super::attr::{self, MAX_VALUE_LEN};
 use super::auth::{message_authenticator, packet_digest, Verified, ZERO_AUTHENTICATOR};
@@ -20,14 +20,17 @@ use super::packet::{MAX_ATTRIBUTES, MAX_PACKET_LEN, MIN_PACKET_LEN};
 /// Where the Message-Authenticator value sits when it is the first attribute.
 const FIRST_ATTRIBUTE_VALUE: usize = MIN_PACKET_LEN + 2;
 
-/// Encode a reply (Accept / Reject / Challenge, or Access-Accept to a Status-Server) to `request` into `out` (cleared first):
-/// header, then Message-Authenticator FIRST, then `attributes` in order, then every Proxy-State of the request copied in order;
-/// Message-Authenticator computed over the reply with the request's authenticator in the authenticator field (RFC 3579 §3.2), then the Response Authenticator.
+/// Encode a reply (Accept / Reject / Challenge, or Access-Accept to a Status-Server) to
+/// `request` into `out` (cleared first): header, then Message-Authenticator FIRST, then
+/// `attributes` in order, then every Proxy-State of the request copied in order; the
+/// Message-Authenticator is computed over the reply with the request's authenticator in the
+/// authenticator field (RFC 3579 §3.2), then the Response Authenticator (RFC 2865 §3).
 ///
 /// An Access-Request may be answered with Access-Accept, Access-Reject or Access-Challenge,
 /// and a Status-Server with Access-Accept (RFC 5997 §3); any other pairing is
 /// [`EncodeError::InvalidReplyCode`]. `attributes` must not contain a Message-Authenticator.
-/// On error `out` is left empty.
+/// On error `out` is left empty. `out` is grown to [`MAX_PACKET_LEN`] on its first use and
+/// never reallocated afterwards, so a reused buffer makes this allocation-free.
 pub fn encode_reply(
     out: &mut Vec<u8>,
     code: Code,
@@ -42,7 +45,13 @@ pub fn encode_reply(
     result
 }
 
-/// Encode a request (used by our load harness and `radius-test` client). For Access-Request and Status-Server the given authenticator is used and, if `message_authenticator` is true, a Message-Authenticator is placed first and computed; for Accounting-Request the Request Authenticator is computed (RFC 2866). Caller hides User-Password itself with hide_password.
+/// Encode a request (used by our load harness and `radius-test` client).
+///
+/// For Access-Request and Status-Server the given authenticator is used and, if
+/// `message_authenticator` is true, a Message-Authenticator is placed first and computed; for
+/// Accounting-Request the Request Authenticator is computed (RFC 2866 §3). The caller hides the
+/// User-Password itself with [`hide_password`](super::hide_password), using the same
+/// authenticator.
 ///
 /// A Status-Server always gets a Message-Authenticator, whatever the flag says, because
 /// RFC 5997 §3 requires one and receivers (ours included) drop it otherwise. For an
@@ -167,6 +176,9 @@ impl<'v> Writer<'v> {
     /// Clears `out` and writes a header whose Length is filled in by `finish_length`.
     fn start(out: &'v mut Vec<u8>, code: Code, identifier: u8, authenticator: &[u8; 16]) -> Self {
         out.clear();
+        // Reserving the largest packet up front means the buffer grows at most once in its
+        // life, on its first use, and is never reallocated after that.
+        out.reserve(MAX_PACKET_LEN);
         out.extend_from_slice(&[code.as_u8(), identifier, 0, 0]);
         out.extend_from_slice(authenticator);
         Writer { out, attributes: 0 }
@@ -174,12 +186,13 @@ impl<'v> Writer<'v> {
 
     /// Appends one attribute, refusing values or packets that break the protocol's limits.
     fn push(&mut self, typ: u8, value: &[u8]) -> Result<(), EncodeError> {
-        let Ok(len) = u8::try_from(value.len() + 2) else {
-            return Err(EncodeError::AttributeTooLong);
-        };
         if value.len() > MAX_VALUE_LEN {
             return Err(EncodeError::AttributeTooLong);
         }
+        // The Length octet counts the Type and Length octets as well as the value.
+        let Ok(len) = u8::try_from(value.len() + 2) else {
+            return Err(EncodeError::AttributeTooLong);
+        };
         if self.attributes >= MAX_ATTRIBUTES {
             return Err(EncodeError::TooManyAttributes);
         }

@@ -520,3 +520,18 @@ fn error_labels_are_distinct_snake_case() {
         assert!(!e.to_string().is_empty());
     }
 }
+
+#[test]
+fn reply_buffer_grows_once_and_is_never_reallocated() {
+    let req = request(Code::AccessRequest, &[], true);
+    let v = verified(&req);
+    let mut out = Vec::new();
+    encode_reply(&mut out, Code::AccessReject, &v, SECRET, &[]).unwrap();
+    assert!(out.capacity() >= MAX_PACKET_LEN);
+    let (pointer, capacity) = (out.as_ptr(), out.capacity());
+    let long = [b'x'; 253];
+    let big = vec![(attr::REPLY_MESSAGE, &long[..]); 15];
+    encode_reply(&mut out, Code::AccessAccept, &v, SECRET, &big).unwrap();
+    assert!(out.len() > 3800);
+    assert_eq!((out.as_ptr(), out.capacity()), (pointer, capacity));
+}
