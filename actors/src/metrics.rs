@@ -35,6 +35,6 @@ pub const STORE_ERRORS_TOTAL: &str = "tollgate_store_errors_total";
 /// Histogram buckets for request latency, in seconds: fine below a millisecond, where
 /// inline logins land, and coarse up to the Argon2 and challenge paths.
 pub const LATENCY_BUCKETS: &[f64] = &[
-    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05,
-    0.1, 0.25, 0.5, 1.0, 2.5,
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 0.5, 1.0, 2.5,
 ];

@@ -120,7 +120,11 @@ impl Server {
         ));
         let loaded = Instant::now();
         load_directory(&store, &directory)?;
-        tracing::info!(users = directory.len(), elapsed_ms = loaded.elapsed().as_millis() as u64, "directory loaded");
+        tracing::info!(
+            users = directory.len(),
+            elapsed_ms = loaded.elapsed().as_millis() as u64,
+            "directory loaded"
+        );
 
         let from_config = client_settings_from_config(config)?;
         let clients = all_clients(&from_config, &store, config.radius.rate_limit_per_client)?;
@@ -129,7 +133,9 @@ impl Server {
             Some(path) => Audit::with_file(path).map_err(ServerError::Audit)?,
             None => Audit::log_only(),
         };
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         let shared = Arc::new(Shared {
             directory: Arc::clone(&directory),
             sessions: SessionRegistry::new(config.login.max_sessions),
@@ -142,14 +148,18 @@ impl Server {
             dedup_entries: config.radius.duplicate_cache_entries,
         });
 
-        let spawn_err = |what: &'static str| move |e: ractor::SpawnErr| ServerError::Spawn {
-            what,
-            reason: e.to_string(),
+        let spawn_err = |what: &'static str| {
+            move |e: ractor::SpawnErr| ServerError::Spawn {
+                what,
+                reason: e.to_string(),
+            }
         };
         let (session_supervisor, _) = Actor::spawn(None, SessionSupervisor, Arc::clone(&shared))
             .await
             .map_err(spawn_err("the session supervisor"))?;
-        shared.sessions.set_supervisor(session_supervisor.get_cell());
+        shared
+            .sessions
+            .set_supervisor(session_supervisor.get_cell());
 
         let table = Arc::new(ArcSwap::from_pointee(ClientTable::default()));
         let (supervisor, supervisor_task) = Actor::spawn(
@@ -187,8 +197,14 @@ impl Server {
         for addr in &config.radius.listen {
             let socket = UdpSocket::bind(addr)
                 .await
-                .map_err(|source| ServerError::Bind { addr: *addr, source })?;
-            let local = socket.local_addr().map_err(|source| ServerError::Bind { addr: *addr, source })?;
+                .map_err(|source| ServerError::Bind {
+                    addr: *addr,
+                    source,
+                })?;
+            let local = socket.local_addr().map_err(|source| ServerError::Bind {
+                addr: *addr,
+                source,
+            })?;
             radius_addrs.push(local);
             tracing::info!(address = %local, "RADIUS listening");
             listeners.push(tokio::spawn(run_listener(

@@ -118,12 +118,16 @@ fn apply(store: &Store, ctx: &SyncTargets, change: Change) -> Result<(), StoreEr
         }
         Change::Clients => {
             let clients = all_clients(&ctx.clients_from_config, store, ctx.default_rate)?;
-            let _ = ctx.supervisor.cast(RadiusSupervisorMsg::SetClients(clients));
+            let _ = ctx
+                .supervisor
+                .cast(RadiusSupervisorMsg::SetClients(clients));
         }
         Change::All => {
             load_directory(store, directory)?;
             let clients = all_clients(&ctx.clients_from_config, store, ctx.default_rate)?;
-            let _ = ctx.supervisor.cast(RadiusSupervisorMsg::SetClients(clients));
+            let _ = ctx
+                .supervisor
+                .cast(RadiusSupervisorMsg::SetClients(clients));
         }
     }
     Ok(())

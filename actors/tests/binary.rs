@@ -11,7 +11,14 @@ fn help_lists_every_command() {
         .expect("run tollgate");
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for cmd in ["serve", "check-config", "user", "token", "client", "radius-test"] {
+    for cmd in [
+        "serve",
+        "check-config",
+        "user",
+        "token",
+        "client",
+        "radius-test",
+    ] {
         assert!(text.contains(cmd), "`{cmd}` missing from --help:\n{text}");
     }
 }

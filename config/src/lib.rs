@@ -10,9 +10,9 @@ mod model;
 mod secret;
 
 pub use error::ConfigError;
+pub use model::valid_name_char;
 pub use model::{
     AuditConfig, ClientAddress, ClientConfig, Config, LockoutConfig, LogConfig, LogFormat,
     LoginConfig, MetricsConfig, OtpConfig, PasswordConfig, RadiusConfig, ShutdownConfig,
 };
-pub use model::valid_name_char;
 pub use secret::SharedSecret;

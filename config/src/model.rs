@@ -372,7 +372,10 @@ impl Config {
         }
         let r = &self.radius;
         if r.listen.is_empty() {
-            return Err(ConfigError::invalid("radius.listen", "needs at least one address"));
+            return Err(ConfigError::invalid(
+                "radius.listen",
+                "needs at least one address",
+            ));
         }
         if r.max_in_flight_per_client == 0 {
             return Err(ConfigError::invalid(
@@ -406,7 +409,10 @@ impl Config {
             ));
         }
         if l.max_sessions == 0 {
-            return Err(ConfigError::invalid("login.max_sessions", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "login.max_sessions",
+                "must be at least 1",
+            ));
         }
         if self.otp.totp_window > 10 {
             return Err(ConfigError::invalid(
@@ -421,7 +427,10 @@ impl Config {
             ));
         }
         if self.otp.resync_window > 10_000 {
-            return Err(ConfigError::invalid("otp.resync_window", "must be at most 10000"));
+            return Err(ConfigError::invalid(
+                "otp.resync_window",
+                "must be at most 10000",
+            ));
         }
         if self.passwords.max_pending_checks == 0 {
             return Err(ConfigError::invalid(
@@ -452,7 +461,10 @@ impl Config {
             }
             match (&c.secret, &c.secret_file) {
                 (None, None) => {
-                    return Err(ConfigError::invalid(at("secret"), "give secret or secret_file"))
+                    return Err(ConfigError::invalid(
+                        at("secret"),
+                        "give secret or secret_file",
+                    ))
                 }
                 (Some(_), Some(_)) => {
                     return Err(ConfigError::invalid(
@@ -512,7 +524,10 @@ mod tests {
     #[test]
     fn wrong_types_name_the_key() {
         assert_eq!(err_path("[radius]\nlisten = ['nope']"), "radius.listen[0]");
-        assert_eq!(err_path("[lockout]\nthreshold = 'five'"), "lockout.threshold");
+        assert_eq!(
+            err_path("[lockout]\nthreshold = 'five'"),
+            "lockout.threshold"
+        );
         assert_eq!(
             err_path("[[client]]\nname='a'\naddress='10.0.0.300'\nsecret='s'"),
             "client[0].address"
@@ -527,7 +542,10 @@ mod tests {
     fn invalid_values_name_the_key() {
         assert_eq!(err_path("[radius]\nlisten = []"), "radius.listen");
         assert_eq!(err_path("[otp]\ntotp_window = 50"), "otp.totp_window");
-        assert_eq!(err_path("[[client]]\nname='a'\naddress='10.0.0.1'"), "client[0].secret");
+        assert_eq!(
+            err_path("[[client]]\nname='a'\naddress='10.0.0.1'"),
+            "client[0].secret"
+        );
         assert_eq!(
             err_path("[[client]]\nname='a'\naddress='1.1.1.1'\nsecret='s'\n[[client]]\nname='a'\naddress='1.1.1.2'\nsecret='t'"),
             "client[1].name"
@@ -550,7 +568,8 @@ mod tests {
 
     #[test]
     fn clients_default_to_append_with_message_authenticator_required() {
-        let c = Config::parse("[[client]]\nname='vpn'\naddress='127.0.0.1'\nsecret='s3cret'").unwrap();
+        let c =
+            Config::parse("[[client]]\nname='vpn'\naddress='127.0.0.1'\nsecret='s3cret'").unwrap();
         assert_eq!(c.clients[0].mode, LoginMode::Append);
         assert!(c.clients[0].require_message_authenticator);
         assert_eq!(c.clients[0].resolve_secret().unwrap().expose(), b"s3cret");

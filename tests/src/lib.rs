@@ -116,7 +116,6 @@ impl Node {
         cli_with(&self.config, args, stdin)
     }
 
-
     /// Runs an admin command that must succeed, and returns its standard output.
     pub fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
         let out = self.cli(args, stdin);
@@ -150,9 +149,14 @@ impl Node {
 
     /// Adds a user with a password and an HOTP token on [`SEED`] starting at counter 0.
     pub fn add_hotp_user(&self, name: &str, password: &str) {
-        self.ok(&["user", "add", name, "--password-stdin"], Some(&format!("{password}\n")));
         self.ok(
-            &["token", "add", name, "--type", "hotp", "--secret", SEED_B32, "--no-qr"],
+            &["user", "add", name, "--password-stdin"],
+            Some(&format!("{password}\n")),
+        );
+        self.ok(
+            &[
+                "token", "add", name, "--type", "hotp", "--secret", SEED_B32, "--no-qr",
+            ],
             None,
         );
     }
@@ -182,10 +186,7 @@ impl Node {
         self.child = Some(child);
         let addr = match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(Ok(addr)) => addr,
-            other => panic!(
-                "server did not start ({other:?}); its log:\n{}",
-                self.log()
-            ),
+            other => panic!("server did not start ({other:?}); its log:\n{}", self.log()),
         };
         self.addr = Some(addr);
         addr
@@ -216,7 +217,10 @@ impl Node {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("server did not exit within 30 s of SIGTERM; log:\n{}", self.log());
+                panic!(
+                    "server did not exit within 30 s of SIGTERM; log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -305,7 +309,14 @@ impl RadReply {
 
 /// Runs radclient once (`kind` is `auth` or `status`) with `attrs` as its input and waits
 /// at most `timeout_secs` with `retries` attempts.
-pub fn radclient(addr: SocketAddr, secret: &str, kind: &str, attrs: &str, retries: u32, timeout_secs: u32) -> RadReply {
+pub fn radclient(
+    addr: SocketAddr,
+    secret: &str,
+    kind: &str,
+    attrs: &str,
+    retries: u32,
+    timeout_secs: u32,
+) -> RadReply {
     require("radclient", "freeradius-utils");
     let mut child = Command::new("radclient")
         .args([
@@ -354,7 +365,11 @@ pub fn radclient(addr: SocketAddr, secret: &str, kind: &str, attrs: &str, retrie
             }
         }
     }
-    RadReply { code, attrs, output }
+    RadReply {
+        code,
+        attrs,
+        output,
+    }
 }
 
 /// An Access-Request in append mode with Message-Authenticator, through radclient.
@@ -363,7 +378,9 @@ pub fn login(addr: SocketAddr, user: &str, field: &str) -> RadReply {
         addr,
         SECRET,
         "auth",
-        &format!("User-Name = \"{user}\", User-Password = \"{field}\", Message-Authenticator = 0x00\n"),
+        &format!(
+            "User-Name = \"{user}\", User-Password = \"{field}\", Message-Authenticator = 0x00\n"
+        ),
         1,
         3,
     )
@@ -407,8 +424,13 @@ impl RawClient {
         message_authenticator: bool,
     ) -> Vec<u8> {
         let mut hidden = [0u8; MAX_PASSWORD_LEN];
-        let n = hide_password(password.as_bytes(), secret.as_bytes(), &authenticator, &mut hidden)
-            .expect("hide");
+        let n = hide_password(
+            password.as_bytes(),
+            secret.as_bytes(),
+            &authenticator,
+            &mut hidden,
+        )
+        .expect("hide");
         let mut attrs: Vec<(u8, &[u8])> = vec![
             (attr::USER_NAME, user.as_bytes()),
             (attr::USER_PASSWORD, &hidden[..n]),

@@ -21,7 +21,11 @@ fn users_added_while_running_can_log_in_within_a_second() {
     let started = std::time::Instant::now();
     let mut counter = 0;
     let ok = Node::eventually(RELOAD, || {
-        let r = login(node.radius(), "carol", &format!("CarolPw1{}", hotp_code(counter)));
+        let r = login(
+            node.radius(),
+            "carol",
+            &format!("CarolPw1{}", hotp_code(counter)),
+        );
         counter += 1;
         r.is("Access-Accept")
     });
@@ -37,7 +41,11 @@ fn disabled_and_removed_users_are_refused() {
     // attempt then uses the next code.
     let mut counter = 0;
     let mut attempt = |node: &Node, expect: &str| {
-        let r = login(node.radius(), "alice", &format!("Secret123{}", hotp_code(counter)));
+        let r = login(
+            node.radius(),
+            "alice",
+            &format!("Secret123{}", hotp_code(counter)),
+        );
         if r.is("Access-Accept") {
             counter += 1;
         }
@@ -68,7 +76,11 @@ fn repeated_failures_lock_the_user_until_unlocked() {
         assert!(login(node.radius(), "alice", "Secret123000000").is("Access-Reject"));
     }
     // The right password and code are refused while locked, and the code is not spent.
-    let r = login(node.radius(), "alice", &format!("Secret123{}", hotp_code(0)));
+    let r = login(
+        node.radius(),
+        "alice",
+        &format!("Secret123{}", hotp_code(0)),
+    );
     assert!(r.is("Access-Reject"), "{}", r.output);
     assert!(node.log().contains("locked_out"), "{}", node.log());
     // The lock reaches the store within the server's flush interval.
@@ -80,7 +92,12 @@ fn repeated_failures_lock_the_user_until_unlocked() {
 
     node.ok(&["user", "unlock", "alice"], None);
     let ok = Node::eventually(RELOAD, || {
-        login(node.radius(), "alice", &format!("Secret123{}", hotp_code(0))).is("Access-Accept")
+        login(
+            node.radius(),
+            "alice",
+            &format!("Secret123{}", hotp_code(0)),
+        )
+        .is("Access-Accept")
     });
     assert!(ok, "{}", node.log());
 }
@@ -102,17 +119,34 @@ fn replay_state_and_lockouts_survive_a_restart() {
     assert!(status.success(), "{status:?}\n{}", node.log());
     node.start();
     let replay = login(node.radius(), "alice", &used);
-    assert!(replay.is("Access-Reject"), "a code used before the restart is still used: {}", replay.output);
-    let next = login(node.radius(), "alice", &format!("Secret123{}", hotp_code(1)));
+    assert!(
+        replay.is("Access-Reject"),
+        "a code used before the restart is still used: {}",
+        replay.output
+    );
+    let next = login(
+        node.radius(),
+        "alice",
+        &format!("Secret123{}", hotp_code(1)),
+    );
     assert!(next.is("Access-Accept"), "{}", next.output);
     let bob = login(node.radius(), "bob", &format!("BobPass1{}", hotp_code(1)));
-    assert!(bob.is("Access-Reject"), "bob is still locked: {}", bob.output);
+    assert!(
+        bob.is("Access-Reject"),
+        "bob is still locked: {}",
+        bob.output
+    );
 }
 
 #[test]
 fn sigterm_stops_the_server_cleanly_within_the_grace_period() {
     let mut node = node_with("[shutdown]\ngrace_secs = 2\n");
-    assert!(login(node.radius(), "alice", &format!("Secret123{}", hotp_code(0))).is("Access-Accept"));
+    assert!(login(
+        node.radius(),
+        "alice",
+        &format!("Secret123{}", hotp_code(0))
+    )
+    .is("Access-Accept"));
     let (status, took) = node.stop();
     assert!(status.success(), "{status:?}\n{}", node.log());
     assert!(took < Duration::from_secs(20), "exit took {took:?}");
@@ -128,8 +162,22 @@ fn radius_test_tells_ok_mismatch_and_timeout() {
     let server = node.radius().to_string();
     let config = node.config_path().to_owned();
     let run = |secret: &str, server: &str| {
-        let out = tollgate_tests::cli_with(&config,
-            &["radius-test", "--server", server, "--secret-stdin", "--user", "alice", "--password", "x", "--timeout", "1", "--attempts", "1"],
+        let out = tollgate_tests::cli_with(
+            &config,
+            &[
+                "radius-test",
+                "--server",
+                server,
+                "--secret-stdin",
+                "--user",
+                "alice",
+                "--password",
+                "x",
+                "--timeout",
+                "1",
+                "--attempts",
+                "1",
+            ],
             Some(&format!("{secret}\n")),
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -140,7 +188,9 @@ fn radius_test_tells_ok_mismatch_and_timeout() {
     // Against a client that does not require it, the mismatch is told as such.
     node.ok(&["client", "remove", "strict"], None);
     node.add_client("lenient", "append", false);
-    let told = Node::eventually(RELOAD, || run("wrong", &server).starts_with("shared secret mismatch"));
+    let told = Node::eventually(RELOAD, || {
+        run("wrong", &server).starts_with("shared secret mismatch")
+    });
     assert!(told, "{}", node.log());
     // Nothing listening.
     let (_, _) = node.stop();
@@ -154,20 +204,39 @@ fn token_import_loads_seeds_in_bulk() {
     let csv = node.path().join("seeds.csv");
     let mut text = String::from("user,secret,type,digits,algorithm,period_or_counter\n");
     for i in 0..500 {
-        text.push_str(&format!("user{i},{},hotp,6,sha1,0\n", tollgate_tests::SEED_B32));
+        text.push_str(&format!(
+            "user{i},{},hotp,6,sha1,0\n",
+            tollgate_tests::SEED_B32
+        ));
     }
     std::fs::write(&csv, text).unwrap();
-    let out = node.ok(&["token", "import", csv.to_str().unwrap(), "--create-users"], None);
-    assert!(out.contains("imported 500 tokens (500 users created)"), "{out}");
+    let out = node.ok(
+        &["token", "import", csv.to_str().unwrap(), "--create-users"],
+        None,
+    );
+    assert!(
+        out.contains("imported 500 tokens (500 users created)"),
+        "{out}"
+    );
     node.start();
     let r = login(node.radius(), "user499", &hotp_code(0));
     assert!(r.is("Access-Accept"), "{}", r.output);
 
     // A bad line stops the import with its number and keeps nothing.
-    std::fs::write(&csv, format!("x1,{}\nx2,not-base32!\n", tollgate_tests::SEED_B32)).unwrap();
-    let out = node.cli(&["token", "import", csv.to_str().unwrap(), "--create-users"], None);
+    std::fs::write(
+        &csv,
+        format!("x1,{}\nx2,not-base32!\n", tollgate_tests::SEED_B32),
+    )
+    .unwrap();
+    let out = node.cli(
+        &["token", "import", csv.to_str().unwrap(), "--create-users"],
+        None,
+    );
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 2"),
+        "{out:?}"
+    );
     assert!(!node.cli(&["user", "show", "x1"], None).status.success());
 }
 
@@ -176,7 +245,11 @@ fn check_config_reports_errors_with_their_key_path() {
     let node = Node::new("");
     let ok = node.ok(&["check-config"], None);
     assert!(ok.contains("OK"), "{ok}");
-    std::fs::write(node.config_path(), "[radius]\nlisten = [\"127.0.0.1:0\"]\nbogus_key = 1\n").unwrap();
+    std::fs::write(
+        node.config_path(),
+        "[radius]\nlisten = [\"127.0.0.1:0\"]\nbogus_key = 1\n",
+    )
+    .unwrap();
     let out = node.cli(&["check-config"], None);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -22,7 +22,11 @@ fn append_mode_accepts_password_and_passcode_and_refuses_each_wrong_part() {
     assert!(ok.attr("Message-Authenticator").is_some(), "{}", ok.output);
 
     let wrong_password = login(addr, "alice", &format!("Secret124{}", hotp_code(1)));
-    assert!(wrong_password.is("Access-Reject"), "{}", wrong_password.output);
+    assert!(
+        wrong_password.is("Access-Reject"),
+        "{}",
+        wrong_password.output
+    );
     let wrong_code = login(addr, "alice", "Secret123000000");
     assert!(wrong_code.is("Access-Reject"), "{}", wrong_code.output);
     let unknown = login(addr, "mallory", &format!("Secret123{}", hotp_code(1)));
@@ -51,16 +55,31 @@ fn a_used_code_is_refused_the_second_time() {
 fn totp_tokens_log_in_with_the_current_code() {
     let mut node = Node::new("");
     node.add_client("nas1", "append", true);
-    node.ok(&["user", "add", "tina", "--password-stdin"], Some("pw-tina\n"));
-    let out = node.ok(&["token", "add", "tina", "--type", "totp", "--secret", SEED_B32], None);
-    assert!(out.contains("otpauth://totp/Tollgate:tina?secret="), "{out}");
+    node.ok(
+        &["user", "add", "tina", "--password-stdin"],
+        Some("pw-tina\n"),
+    );
+    let out = node.ok(
+        &[
+            "token", "add", "tina", "--type", "totp", "--secret", SEED_B32,
+        ],
+        None,
+    );
+    assert!(
+        out.contains("otpauth://totp/Tollgate:tina?secret="),
+        "{out}"
+    );
     assert!(out.contains('█'), "a terminal QR code is printed: {out}");
     node.start();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let r = login(node.radius(), "tina", &format!("pw-tina{}", totp_code(SEED, now)));
+    let r = login(
+        node.radius(),
+        "tina",
+        &format!("pw-tina{}", totp_code(SEED, now)),
+    );
     assert!(r.is("Access-Accept"), "{}\n{}", r.output, node.log());
 }
 
@@ -71,7 +90,10 @@ fn challenge_mode_asks_for_the_passcode_with_a_single_use_state() {
     let first = login(addr, "alice", "Secret123");
     assert!(first.is("Access-Challenge"), "{}", first.output);
     assert_eq!(first.attr("Reply-Message"), Some("Enter your passcode"));
-    let state = first.attr("State").expect("State in the challenge").to_owned();
+    let state = first
+        .attr("State")
+        .expect("State in the challenge")
+        .to_owned();
     // 16 random octets at least: 0x + 32 hex digits.
     assert!(state.starts_with("0x") && state.len() >= 34, "{state}");
 
@@ -127,9 +149,16 @@ fn message_authenticator_is_required_by_default_and_optional_when_configured() {
     node.add_hotp_user("alice", "Secret123");
     node.start();
     let addr = node.radius();
-    let without = format!("User-Name = \"alice\", User-Password = \"Secret123{}\"\n", hotp_code(0));
+    let without = format!(
+        "User-Name = \"alice\", User-Password = \"Secret123{}\"\n",
+        hotp_code(0)
+    );
     let r = radclient(addr, SECRET, "auth", &without, 1, 1);
-    assert!(r.code.is_none(), "a request without Message-Authenticator is dropped: {}", r.output);
+    assert!(
+        r.code.is_none(),
+        "a request without Message-Authenticator is dropped: {}",
+        r.output
+    );
 
     // Relaxing the client (a change picked up by the running server) lets it through.
     node.ok(&["client", "remove", "strict"], None);
@@ -143,7 +172,14 @@ fn message_authenticator_is_required_by_default_and_optional_when_configured() {
 #[test]
 fn status_server_is_answered() {
     let node = node("append", true);
-    let r = radclient(node.radius(), SECRET, "status", "Message-Authenticator = 0x00\n", 1, 3);
+    let r = radclient(
+        node.radius(),
+        SECRET,
+        "status",
+        "Message-Authenticator = 0x00\n",
+        1,
+        3,
+    );
     assert!(r.is("Access-Accept"), "{}", r.output);
 }
 
@@ -160,18 +196,34 @@ fn a_wrong_shared_secret_is_dropped() {
     );
     assert!(r.code.is_none(), "{}", r.output);
     // The code was not consumed by the dropped request.
-    assert!(login(node.radius(), "alice", &format!("Secret123{}", hotp_code(0))).is("Access-Accept"));
+    assert!(login(
+        node.radius(),
+        "alice",
+        &format!("Secret123{}", hotp_code(0))
+    )
+    .is("Access-Accept"));
 }
 
 #[test]
 fn requests_from_unknown_addresses_are_dropped() {
     let mut node = Node::new("");
     node.ok(
-        &["client", "add", "elsewhere", "--address", "192.0.2.0/24", "--secret-stdin"],
+        &[
+            "client",
+            "add",
+            "elsewhere",
+            "--address",
+            "192.0.2.0/24",
+            "--secret-stdin",
+        ],
         Some(&format!("{SECRET}\n")),
     );
     node.add_hotp_user("alice", "Secret123");
     node.start();
-    let r = login(node.radius(), "alice", &format!("Secret123{}", hotp_code(0)));
+    let r = login(
+        node.radius(),
+        "alice",
+        &format!("Secret123{}", hotp_code(0)),
+    );
     assert!(r.code.is_none(), "{}", r.output);
 }

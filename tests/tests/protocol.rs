@@ -23,12 +23,18 @@ fn a_retransmit_gets_the_same_reply_and_does_not_recheck_the_code() {
         SECRET,
         "alice",
         &format!("Secret123{}", hotp_code(0)),
-        &[(attr::PROXY_STATE, b"proxy-1"), (attr::PROXY_STATE, b"proxy-2")],
+        &[
+            (attr::PROXY_STATE, b"proxy-1"),
+            (attr::PROXY_STATE, b"proxy-2"),
+        ],
         true,
     );
     client.send(&request);
     let first = client.recv().expect("a reply");
-    assert_eq!(RawClient::check_reply(&first, &auth, SECRET), Code::AccessAccept);
+    assert_eq!(
+        RawClient::check_reply(&first, &auth, SECRET),
+        Code::AccessAccept
+    );
     // Proxy-State is copied into the reply, in order (RFC 2865 §5.33).
     let p = tollgate_engine::radius::Packet::decode(&first).unwrap();
     let proxy: Vec<&[u8]> = p.attributes_of(attr::PROXY_STATE).collect();
@@ -82,7 +88,15 @@ fn malformed_packets_are_dropped_and_the_server_keeps_answering() {
     let last = forged.len() - 1;
     forged[last] ^= 0x55;
     corpus.push(forged);
-    corpus.push(RawClient::access_request(2, auth, "wrong-secret", "alice", "x", &[], true));
+    corpus.push(RawClient::access_request(
+        2,
+        auth,
+        "wrong-secret",
+        "alice",
+        "x",
+        &[],
+        true,
+    ));
     // Garbage of every small length.
     for n in 0..64u8 {
         corpus.push((0..n).map(|i| i.wrapping_mul(37).wrapping_add(n)).collect());
@@ -94,7 +108,11 @@ fn malformed_packets_are_dropped_and_the_server_keeps_answering() {
     assert!(client.recv().is_none(), "a malformed packet was answered");
 
     // A valid request is still answered.
-    let r = login(node.radius(), "alice", &format!("Secret123{}", hotp_code(0)));
+    let r = login(
+        node.radius(),
+        "alice",
+        &format!("Secret123{}", hotp_code(0)),
+    );
     assert!(r.is("Access-Accept"), "{}\n{}", r.output, node.log());
 }
 
@@ -104,9 +122,20 @@ fn every_reply_puts_message_authenticator_first() {
     let client = RawClient::new(node.radius());
     for (i, password) in ["Secret123000000", "Secret123"].iter().enumerate() {
         let auth = [i as u8 + 1; 16];
-        client.send(&RawClient::access_request(i as u8, auth, SECRET, "alice", password, &[], true));
+        client.send(&RawClient::access_request(
+            i as u8,
+            auth,
+            SECRET,
+            "alice",
+            password,
+            &[],
+            true,
+        ));
         let reply = client.recv().expect("reply");
         // check_reply asserts the attribute order and verifies both authenticators.
-        assert_eq!(RawClient::check_reply(&reply, &auth, SECRET), Code::AccessReject);
+        assert_eq!(
+            RawClient::check_reply(&reply, &auth, SECRET),
+            Code::AccessReject
+        );
     }
 }

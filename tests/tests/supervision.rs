@@ -13,8 +13,10 @@ use tollgate_tests::{hotp_code, login, SECRET, SEED};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_client_actor_is_restarted_and_the_server_keeps_answering() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.data_dir = dir.path().join("data");
+    let mut config = Config {
+        data_dir: dir.path().join("data"),
+        ..Config::default()
+    };
     config.radius.listen = vec!["127.0.0.1:0".parse().unwrap()];
     {
         let mut store = Store::open(&config.data_dir).unwrap();
@@ -46,9 +48,11 @@ async fn a_panicking_client_actor_is_restarted_and_the_server_keeps_answering() 
     }
     let server = Server::start(&config).await.expect("server starts");
     let addr = server.radius_addrs()[0];
-    let r = tokio::task::spawn_blocking(move || login(addr, "alice", &format!("Secret123{}", hotp_code(0))))
-        .await
-        .unwrap();
+    let r = tokio::task::spawn_blocking(move || {
+        login(addr, "alice", &format!("Secret123{}", hotp_code(0)))
+    })
+    .await
+    .unwrap();
     assert!(r.is("Access-Accept"), "{}", r.output);
 
     let before = server.client_actor_id("nas1").expect("actor");
@@ -63,9 +67,11 @@ async fn a_panicking_client_actor_is_restarted_and_the_server_keeps_answering() 
     }
     assert_ne!(before, after, "the failed actor was replaced by a new one");
 
-    let r = tokio::task::spawn_blocking(move || login(addr, "alice", &format!("Secret123{}", hotp_code(1))))
-        .await
-        .unwrap();
+    let r = tokio::task::spawn_blocking(move || {
+        login(addr, "alice", &format!("Secret123{}", hotp_code(1)))
+    })
+    .await
+    .unwrap();
     assert!(r.is("Access-Accept"), "{}", r.output);
     let report = server.shutdown(1024).await;
     assert_eq!(report.abandoned, 0);

@@ -97,13 +97,20 @@ pub fn user(global: &GlobalOpts, cmd: UserCmd) -> Result<ExitCode, CliError> {
         }
         UserCmd::List => {
             let users = store.users()?;
-            println!("{:<6} {:<32} {:<9} {:<8} lock", "id", "name", "password", "state");
+            println!(
+                "{:<6} {:<32} {:<9} {:<8} lock",
+                "id", "name", "password", "state"
+            );
             for u in users {
                 println!(
                     "{:<6} {:<32} {:<9} {:<8} {}",
                     u.id,
                     u.name,
-                    if u.password_hash.is_some() { "set" } else { "none" },
+                    if u.password_hash.is_some() {
+                        "set"
+                    } else {
+                        "none"
+                    },
                     if u.disabled { "disabled" } else { "enabled" },
                     lock_text(&u.lockout)
                 );
@@ -115,8 +122,18 @@ pub fn user(global: &GlobalOpts, cmd: UserCmd) -> Result<ExitCode, CliError> {
                 .ok_or_else(|| CliError(format!("no user named `{name}`")))?;
             println!("name:      {}", u.name);
             println!("id:        {}", u.id);
-            println!("password:  {}", if u.password_hash.is_some() { "set" } else { "none" });
-            println!("state:     {}", if u.disabled { "disabled" } else { "enabled" });
+            println!(
+                "password:  {}",
+                if u.password_hash.is_some() {
+                    "set"
+                } else {
+                    "none"
+                }
+            );
+            println!(
+                "state:     {}",
+                if u.disabled { "disabled" } else { "enabled" }
+            );
             println!("lock:      {}", lock_text(&u.lockout));
             println!("failures:  {}", u.lockout.failures);
             let tokens = store.tokens(Some(u.id))?;
@@ -286,7 +303,14 @@ pub fn token(global: &GlobalOpts, cmd: TokenCmd) -> Result<ExitCode, CliError> {
                 algorithm,
                 digits,
             };
-            let token = store.add_token(&user, NewToken { params, secret, counter })?;
+            let token = store.add_token(
+                &user,
+                NewToken {
+                    params,
+                    secret,
+                    counter,
+                },
+            )?;
             println!("token {} added to {user}", token.id);
             print_enrolment(&user, &token, !no_qr);
         }
@@ -410,7 +434,9 @@ pub fn client(global: &GlobalOpts, cmd: ClientCmd) -> Result<ExitCode, CliError>
         } => {
             let secret = read_stdin_line("shared secret")?;
             if secret.len() < 12 {
-                eprintln!("warning: a shared secret of fewer than 12 characters is easy to guess offline");
+                eprintln!(
+                    "warning: a shared secret of fewer than 12 characters is easy to guess offline"
+                );
             }
             let c = store.add_client(NewClient {
                 name,
@@ -425,19 +451,34 @@ pub fn client(global: &GlobalOpts, cmd: ClientCmd) -> Result<ExitCode, CliError>
                 c.name,
                 c.address,
                 c.mode,
-                if c.require_message_authenticator { "required" } else { "optional" }
+                if c.require_message_authenticator {
+                    "required"
+                } else {
+                    "optional"
+                }
             );
         }
         ClientCmd::List => {
-            println!("{:<24} {:<20} {:<14} {:<10} rate", "name", "address", "mode", "msg-auth");
+            println!(
+                "{:<24} {:<20} {:<14} {:<10} rate",
+                "name", "address", "mode", "msg-auth"
+            );
             for c in store.clients()? {
                 println!(
                     "{:<24} {:<20} {:<14} {:<10} {}",
                     c.name,
                     c.address.to_string(),
                     c.mode.as_str(),
-                    if c.require_message_authenticator { "required" } else { "optional" },
-                    if c.rate_limit == 0 { "default".to_owned() } else { format!("{}/s", c.rate_limit) }
+                    if c.require_message_authenticator {
+                        "required"
+                    } else {
+                        "optional"
+                    },
+                    if c.rate_limit == 0 {
+                        "default".to_owned()
+                    } else {
+                        format!("{}/s", c.rate_limit)
+                    }
                 );
             }
         }

@@ -32,11 +32,14 @@ pub fn parse_line(line: &str) -> Result<(String, NewToken), String> {
     };
     let digits = match fields.get(3).copied().unwrap_or("") {
         "" => 6,
-        d => d.parse().map_err(|_| format!("digits `{d}` is not a number"))?,
+        d => d
+            .parse()
+            .map_err(|_| format!("digits `{d}` is not a number"))?,
     };
     let algorithm = match fields.get(4).copied().unwrap_or("") {
         "" => Algorithm::Sha1,
-        a => Algorithm::parse(a).ok_or_else(|| format!("algorithm `{a}` is not sha1, sha256 or sha512"))?,
+        a => Algorithm::parse(a)
+            .ok_or_else(|| format!("algorithm `{a}` is not sha1, sha256 or sha512"))?,
     };
     let last: u64 = match fields.get(5).copied().unwrap_or("") {
         "" if hotp => 0,
@@ -70,7 +73,11 @@ pub fn parse_line(line: &str) -> Result<(String, NewToken), String> {
 }
 
 /// Imports a CSV file ('-' reads standard input).
-pub fn import_file(store: &mut Store, path: &Path, create_users: bool) -> Result<ImportReport, CliError> {
+pub fn import_file(
+    store: &mut Store,
+    path: &Path,
+    create_users: bool,
+) -> Result<ImportReport, CliError> {
     let reader: Box<dyn BufRead> = if path == Path::new("-") {
         Box::new(BufReader::new(std::io::stdin()))
     } else {
@@ -85,7 +92,10 @@ pub fn import_file(store: &mut Store, path: &Path, create_users: bool) -> Result
             Err(e) => return Some(Err(StoreError::Invalid(format!("line {n}: {e}")))),
         };
         let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') || (n == 1 && trimmed.starts_with("user,")) {
+        if trimmed.is_empty()
+            || trimmed.starts_with('#')
+            || (n == 1 && trimmed.starts_with("user,"))
+        {
             return None;
         }
         Some(parse_line(trimmed).map_err(|e| StoreError::Invalid(format!("line {n}: {e}"))))
@@ -113,8 +123,12 @@ mod tests {
     fn bad_lines_say_what_is_wrong() {
         assert!(parse_line("alice").unwrap_err().contains("fields"));
         assert!(parse_line("alice,!!!").unwrap_err().contains("secret"));
-        assert!(parse_line("alice,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ,push").unwrap_err().contains("push"));
+        assert!(parse_line("alice,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ,push")
+            .unwrap_err()
+            .contains("push"));
         assert!(parse_line("alice,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ,totp,9").is_err());
-        assert!(parse_line("alice,GEZDGNBV").unwrap_err().contains("80 bits"));
+        assert!(parse_line("alice,GEZDGNBV")
+            .unwrap_err()
+            .contains("80 bits"));
     }
 }

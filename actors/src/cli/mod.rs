@@ -122,7 +122,9 @@ fn read_stdin_line(what: &str) -> Result<zeroize::Zeroizing<String>, CliError> {
         line.pop();
     }
     if line.is_empty() {
-        return Err(CliError(format!("the {what} read from standard input is empty")));
+        return Err(CliError(format!(
+            "the {what} read from standard input is empty"
+        )));
     }
     Ok(line)
 }

@@ -98,7 +98,8 @@ pub fn test_server(
     // then tells a secret mismatch apart from a dead server.
     let signed = encode(true)?;
     let unsigned = encode(false)?;
-    let plan = std::iter::repeat_n(&signed, attempts.max(1) as usize).chain(std::iter::once(&unsigned));
+    let plan =
+        std::iter::repeat_n(&signed, attempts.max(1) as usize).chain(std::iter::once(&unsigned));
     let mut buf = [0u8; 4096];
     for out in plan {
         socket.send(out)?;
@@ -133,10 +134,12 @@ pub fn test_server(
             if reply.identifier() != identifier {
                 continue;
             }
-            return Ok(match verify_response(reply, &authenticator, secret, false) {
-                Ok(v) => Verdict::Ok(v.code()),
-                Err(_) => Verdict::SecretMismatch,
-            });
+            return Ok(
+                match verify_response(reply, &authenticator, secret, false) {
+                    Ok(v) => Verdict::Ok(v.code()),
+                    Err(_) => Verdict::SecretMismatch,
+                },
+            );
         }
     }
     Ok(Verdict::TimedOut)

@@ -93,7 +93,13 @@ fn setup_demo(config: &Config, listen: SocketAddr) -> Result<(), CliError> {
             secret
         }
     };
-    let uri = otp::otpauth_uri(super::admin::ISSUER, DEMO_USER, &token.secret, &token.params, &token.state);
+    let uri = otp::otpauth_uri(
+        super::admin::ISSUER,
+        DEMO_USER,
+        &token.secret,
+        &token.params,
+        &token.state,
+    );
     let secret_text = String::from_utf8_lossy(secret.expose()).into_owned();
     let dir = config.data_dir.display();
     let exe = std::env::current_exe()

@@ -16,6 +16,7 @@ use tollgate_engine::login::{reply_code, Outcome, RejectReason};
 use tollgate_engine::radius::{attr, encode_reply, verify_request, Code, Packet, Verified};
 
 use super::login::{self, Decision, Progress};
+use super::session::Answer;
 use super::{ClientSettings, DedupKey, DuplicateCache, Job, Seen, SessionMsg, Shared};
 use crate::audit::AuditEvent;
 use crate::metrics as m;
@@ -67,12 +68,8 @@ impl Meters {
     fn new(s: &ClientSettings) -> Self {
         let client = s.name.to_string();
         let mode = s.mode.as_str();
-        let reply = |result: &'static str| {
-            metrics::counter!(m::REPLIES_TOTAL, "client" => client.clone(), "mode" => mode, "result" => result)
-        };
-        let latency = |result: &'static str| {
-            metrics::histogram!(m::LATENCY_SECONDS, "client" => client.clone(), "result" => result)
-        };
+        let reply = |result: &'static str| metrics::counter!(m::REPLIES_TOTAL, "client" => client.clone(), "mode" => mode, "result" => result);
+        let latency = |result: &'static str| metrics::histogram!(m::LATENCY_SECONDS, "client" => client.clone(), "result" => result);
         Meters {
             accept: reply("accept"),
             reject: reply("reject"),
@@ -267,18 +264,19 @@ impl ClientActorState {
                     };
                     metrics::counter!(m::PASSWORD_CHECKS_TOTAL, "path" => "argon2", "result" => if ok { "good" } else { "bad" }).increment(1);
                     let now = unix_now();
-                    let decision = match login::after_password(&shared, &user, &user_name, ok, then, now) {
-                        Progress::Done(d) => d,
-                        Progress::OpenChallenge { name } => {
-                            shared.sessions.open(&shared, &client, &name, now).await
-                        }
-                        // after_password only decides or opens a challenge.
-                        _ => Decision {
-                            outcome: Outcome::Reject(RejectReason::Malformed),
-                            state: None,
-                            user: user_name,
-                        },
-                    };
+                    let decision =
+                        match login::after_password(&shared, &user, &user_name, ok, then, now) {
+                            Progress::Done(d) => d,
+                            Progress::OpenChallenge { name } => {
+                                shared.sessions.open(&shared, &client, &name, now).await
+                            }
+                            // after_password only decides or opens a challenge.
+                            _ => Decision {
+                                outcome: Outcome::Reject(RejectReason::Malformed),
+                                state: None,
+                                user: user_name,
+                            },
+                        };
                     if let Err(err) = me.cast(ClientMsg::Completed { job, decision }) {
                         // The actor was restarted meanwhile; the job is dropped with the
                         // message, and the NAS retransmits.
@@ -292,16 +290,17 @@ impl ClientActorState {
                 passcode,
             } => {
                 job.bytes = bytes.clone();
-                let answer = SessionMsg::Answer {
+                let answer = SessionMsg::Answer(Box::new(Answer {
                     client: Arc::clone(&self.settings.name),
                     user: user_name.clone(),
                     passcode,
                     job,
                     reply_to: myself.clone(),
-                };
-                if let Err(ractor::MessagingErr::SendErr(SessionMsg::Answer { job, .. })) =
+                }));
+                if let Err(ractor::MessagingErr::SendErr(SessionMsg::Answer(answer))) =
                     session.cast(answer)
                 {
+                    let job = answer.job;
                     let decision = Decision {
                         outcome: Outcome::Reject(RejectReason::UnknownState),
                         state: None,
@@ -323,7 +322,10 @@ impl ClientActorState {
         let mut n = 0;
         if let (Outcome::Challenge, Some(state)) = (decision.outcome, &decision.state) {
             attrs[0] = (attr::STATE, state.as_slice());
-            attrs[1] = (attr::REPLY_MESSAGE, self.shared.challenge_message.as_bytes());
+            attrs[1] = (
+                attr::REPLY_MESSAGE,
+                self.shared.challenge_message.as_bytes(),
+            );
             n = 2;
         }
         if let Err(e) = encode_reply(

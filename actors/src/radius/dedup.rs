@@ -151,7 +151,10 @@ mod tests {
         assert_eq!(c.begin(key(1), t0), Seen::New);
         assert_eq!(c.begin(key(1), t0), Seen::InProgress);
         c.finish(key(1), b"reply", t0);
-        assert_eq!(c.begin(key(1), t0 + Duration::from_secs(29)), Seen::Answered(b"reply"));
+        assert_eq!(
+            c.begin(key(1), t0 + Duration::from_secs(29)),
+            Seen::Answered(b"reply")
+        );
         assert_eq!(c.begin(key(1), t0 + Duration::from_secs(31)), Seen::New);
     }
 
@@ -174,7 +177,11 @@ mod tests {
         assert_eq!(c.begin(key(1), t0), Seen::New);
         c.finish(key(1), b"r", t0);
         c.abandon(&key(1));
-        assert_eq!(c.begin(key(1), t0), Seen::Answered(b"r"), "answered entries stay");
+        assert_eq!(
+            c.begin(key(1), t0),
+            Seen::Answered(b"r"),
+            "answered entries stay"
+        );
     }
 
     #[test]

@@ -19,7 +19,8 @@ pub async fn run_listener(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut buf = vec![0u8; tollgate_engine::radius::MAX_PACKET_LEN];
-    let unknown = metrics::counter!(m::DROPPED_TOTAL, "client" => "unknown", "reason" => "unknown_client");
+    let unknown =
+        metrics::counter!(m::DROPPED_TOTAL, "client" => "unknown", "reason" => "unknown_client");
     loop {
         let received = tokio::select! {
             r = socket.recv_from(&mut buf) => r,

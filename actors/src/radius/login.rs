@@ -124,7 +124,12 @@ pub fn start(
         return Progress::Done(Decision::reject(name, RejectReason::Malformed));
     };
     let mut buf = [0u8; MAX_PASSWORD_LEN];
-    let field = match unhide_password(hidden, client.secret.expose(), req.authenticator(), &mut buf) {
+    let field = match unhide_password(
+        hidden,
+        client.secret.expose(),
+        req.authenticator(),
+        &mut buf,
+    ) {
         Ok(field) => field,
         Err(_) => return Progress::Done(Decision::reject(name, RejectReason::Malformed)),
     };
@@ -270,7 +275,13 @@ pub fn answer_challenge(shared: &Shared, name: &str, passcode: &[u8], now: u64) 
     check_passcode(shared, &user, name, passcode, now)
 }
 
-fn check_passcode(shared: &Shared, user: &UserEntry, name: &str, passcode: &[u8], now: u64) -> Decision {
+fn check_passcode(
+    shared: &Shared,
+    user: &UserEntry,
+    name: &str,
+    passcode: &[u8],
+    now: u64,
+) -> Decision {
     let outcome = match shared.directory.check_passcode(user, passcode, now) {
         PasscodeCheck::Accepted { .. } => Outcome::Accept,
         PasscodeCheck::Rejected(reason) => Outcome::Reject(reason),

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
-use rand::RngCore;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
+use rand::RngCore;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tollgate_engine::login::{ChallengeSession, Outcome, RejectReason, SessionError, STATE_LEN};
 use zeroize::Zeroizing;
@@ -25,20 +25,23 @@ use crate::unix_now;
 /// Messages of a [`SessionActor`].
 pub enum SessionMsg {
     /// The second Access-Request of the login, carrying the State and the passcode.
-    Answer {
-        /// The client it came from.
-        client: Arc<str>,
-        /// The User-Name it carries.
-        user: String,
-        /// The passcode typed.
-        passcode: Zeroizing<Vec<u8>>,
-        /// The request, to be handed back decided.
-        job: Job,
-        /// The client actor that answers the NAS.
-        reply_to: ActorRef<ClientMsg>,
-    },
+    Answer(Box<Answer>),
     /// The session's time ran out.
     Expire,
+}
+
+/// An answer to a challenge.
+pub struct Answer {
+    /// The client it came from.
+    pub client: Arc<str>,
+    /// The User-Name it carries.
+    pub user: String,
+    /// The passcode typed.
+    pub passcode: Zeroizing<Vec<u8>>,
+    /// The request, to be handed back decided.
+    pub job: Job,
+    /// The client actor that answers the NAS.
+    pub reply_to: ActorRef<ClientMsg>,
 }
 
 /// Open challenge sessions by State, and the gate that bounds their number.
@@ -158,13 +161,14 @@ impl Actor for SessionActor {
         args: &mut SessionArgs,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SessionMsg::Answer {
-                client,
-                user,
-                passcode,
-                job,
-                reply_to,
-            } => {
+            SessionMsg::Answer(answer) => {
+                let Answer {
+                    client,
+                    user,
+                    passcode,
+                    job,
+                    reply_to,
+                } = *answer;
                 let now = unix_now();
                 let decision = match args.session.redeem(&client, &user, now) {
                     Ok(()) => login::answer_challenge(&args.shared, &user, &passcode, now),

@@ -57,7 +57,8 @@ impl RadiusSupervisorState {
             shared: Arc::clone(&self.shared),
         };
         let (actor, _) = Actor::spawn_linked(None, ClientActor, args, myself.get_cell()).await?;
-        self.by_actor.insert(actor.get_id(), Arc::clone(&settings.name));
+        self.by_actor
+            .insert(actor.get_id(), Arc::clone(&settings.name));
         self.slots.insert(
             Arc::clone(&settings.name),
             Arc::new(ClientSlot {
@@ -100,7 +101,9 @@ impl RadiusSupervisorState {
             match self.slots.get(&name) {
                 Some(slot) if slot.settings == settings => {}
                 Some(slot) => {
-                    let _ = slot.actor.cast(ClientMsg::Reconfigure(Arc::clone(&settings)));
+                    let _ = slot
+                        .actor
+                        .cast(ClientMsg::Reconfigure(Arc::clone(&settings)));
                     let updated = Arc::new(ClientSlot {
                         settings,
                         actor: slot.actor.clone(),

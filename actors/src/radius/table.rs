@@ -62,7 +62,9 @@ impl ClientTable {
 
     /// Every slot.
     pub fn slots(&self) -> impl Iterator<Item = &Arc<ClientSlot>> {
-        self.hosts.values().chain(self.networks.iter().map(|(_, s)| s))
+        self.hosts
+            .values()
+            .chain(self.networks.iter().map(|(_, s)| s))
     }
 
     /// Number of clients.

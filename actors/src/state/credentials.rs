@@ -115,7 +115,10 @@ mod tests {
         assert!(!cache.check(2, &hash, b"pw", 1));
         assert!(!cache.check(1, &hash, b"pw", 10_000));
         let changed: Arc<str> = Arc::from("$argon2id$h1");
-        assert!(!cache.check(1, &changed, b"pw", 1), "a new hash voids the entry");
+        assert!(
+            !cache.check(1, &changed, b"pw", 1),
+            "a new hash voids the entry"
+        );
         cache.forget(1);
         assert!(!cache.check(1, &hash, b"pw", 1));
     }

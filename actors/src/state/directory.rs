@@ -150,7 +150,11 @@ pub struct Directory {
 
 impl Directory {
     /// An empty directory.
-    pub fn new(otp_policy: VerifyPolicy, lockout_policy: LockoutPolicy, cache_ttl_secs: u64) -> Self {
+    pub fn new(
+        otp_policy: VerifyPolicy,
+        lockout_policy: LockoutPolicy,
+        cache_ttl_secs: u64,
+    ) -> Self {
         Directory {
             by_name: DashMap::new(),
             by_id: DashMap::new(),
@@ -237,7 +241,8 @@ impl Directory {
                 self.by_name.remove(&name_key(&p.name));
             }
         }
-        self.by_name.insert(name_key(&entry.name), Arc::clone(&entry));
+        self.by_name
+            .insert(name_key(&entry.name), Arc::clone(&entry));
         self.by_id.insert(entry.id, entry);
     }
 
@@ -264,7 +269,12 @@ impl Directory {
     }
 
     /// The fast password check: the credential cache, or a clear refusal.
-    pub fn check_password_fast(&self, user: &UserEntry, password: &[u8], now_ms: u64) -> PasswordCheck {
+    pub fn check_password_fast(
+        &self,
+        user: &UserEntry,
+        password: &[u8],
+        now_ms: u64,
+    ) -> PasswordCheck {
         let Some(hash) = &user.password_hash else {
             return PasswordCheck::Bad;
         };
@@ -307,7 +317,14 @@ impl Directory {
                 continue;
             }
             let mut state = lock(&token.state);
-            match otp::verify(&token.secret, &token.params, &state, code, now, &self.otp_policy) {
+            match otp::verify(
+                &token.secret,
+                &token.params,
+                &state,
+                code,
+                now,
+                &self.otp_policy,
+            ) {
                 Verdict::Accepted { state: next, .. } => {
                     *state = next;
                     lock(&self.dirty).tokens.insert(token.id, next);

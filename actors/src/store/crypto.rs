@@ -46,12 +46,11 @@ impl MasterKey {
                         ),
                     });
                 }
-                let text = Zeroizing::new(fs::read_to_string(path).map_err(|e| {
-                    StoreError::KeyFile {
+                let text =
+                    Zeroizing::new(fs::read_to_string(path).map_err(|e| StoreError::KeyFile {
                         path: path.to_owned(),
                         reason: e.to_string(),
-                    }
-                })?);
+                    })?);
                 let key = parse_key(text.trim()).ok_or_else(|| StoreError::KeyFile {
                     path: path.to_owned(),
                     reason: "is not a Tollgate master key".to_owned(),
@@ -159,7 +158,10 @@ mod tests {
         let path = dir.path().join("master.key");
         let (k1, created) = MasterKey::load_or_create(&path).unwrap();
         assert!(created);
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let sealed = k1.seal("token:1", b"seed bytes");
         let (k2, created) = MasterKey::load_or_create(&path).unwrap();
         assert!(!created);

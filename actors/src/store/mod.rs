@@ -354,7 +354,9 @@ impl Store {
     pub fn last_change(&self) -> Result<i64, StoreError> {
         Ok(self
             .conn
-            .query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| r.get(0))?)
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
+                r.get(0)
+            })?)
     }
 
     /// Changes after `seq`, oldest first, with their sequence numbers.
@@ -363,7 +365,11 @@ impl Store {
             .conn
             .prepare_cached("SELECT seq, kind, id FROM changes WHERE seq > ?1 ORDER BY seq")?;
         let rows = stmt.query_map(params![seq], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
         })?;
         let mut out = Vec::new();
         for row in rows {
@@ -382,7 +388,11 @@ impl Store {
     // ----- users -----
 
     /// Adds a user, with an Argon2id hash of `password` when given.
-    pub fn add_user(&mut self, name: &str, password: Option<&[u8]>) -> Result<UserRecord, StoreError> {
+    pub fn add_user(
+        &mut self,
+        name: &str,
+        password: Option<&[u8]>,
+    ) -> Result<UserRecord, StoreError> {
         validate_user_name(name)?;
         if let Some(p) = password {
             validate_password(p)?;
@@ -419,17 +429,25 @@ impl Store {
             lockout: LockoutState {
                 failures: r.get::<_, i64>(4)?.clamp(0, u32::MAX as i64) as u32,
                 // i64::MAX stands for u64::MAX, "until an admin unlocks".
-                locked_until: locked_until.map(|t| if t == i64::MAX { u64::MAX } else { t.max(0) as u64 }),
+                locked_until: locked_until.map(|t| {
+                    if t == i64::MAX {
+                        u64::MAX
+                    } else {
+                        t.max(0) as u64
+                    }
+                }),
             },
         })
     }
 
-    const USER_COLUMNS: &'static str =
-        "id, name, password_hash, disabled, failures, locked_until";
+    const USER_COLUMNS: &'static str = "id, name, password_hash, disabled, failures, locked_until";
 
     /// Finds a user by name (without case).
     pub fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
-        let sql = format!("SELECT {} FROM users WHERE name_key = ?1", Self::USER_COLUMNS);
+        let sql = format!(
+            "SELECT {} FROM users WHERE name_key = ?1",
+            Self::USER_COLUMNS
+        );
         Ok(self
             .conn
             .query_row(&sql, params![name_key(name)], Store::row_to_user)
@@ -513,7 +531,11 @@ impl Store {
     // ----- tokens -----
 
     /// Adds a token to a user.
-    pub fn add_token(&mut self, user_name: &str, token: NewToken) -> Result<TokenRecord, StoreError> {
+    pub fn add_token(
+        &mut self,
+        user_name: &str,
+        token: NewToken,
+    ) -> Result<TokenRecord, StoreError> {
         token
             .params
             .validate()
@@ -524,7 +546,9 @@ impl Store {
             ));
         }
         let user = self.require_user(user_name)?;
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let id = Store::insert_token(&tx, &self.key, user.id, &token)?;
         Store::log_change(&tx, Change::User(user.id))?;
         tx.commit()?;
@@ -633,9 +657,11 @@ impl Store {
     pub fn remove_token(&mut self, id: i64) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         let user_id: Option<i64> = tx
-            .query_row("SELECT user_id FROM tokens WHERE id = ?1", params![id], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT user_id FROM tokens WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
             .optional()?;
         let user_id = user_id.ok_or(StoreError::NoSuchToken(id))?;
         tx.execute("DELETE FROM tokens WHERE id = ?1", params![id])?;
@@ -646,14 +672,22 @@ impl Store {
 
     /// Adds many tokens in one transaction; users that do not exist are created without a
     /// password when `create_users` is set, and refused otherwise.
-    pub fn import_tokens<I>(&mut self, rows: I, create_users: bool) -> Result<ImportReport, StoreError>
+    pub fn import_tokens<I>(
+        &mut self,
+        rows: I,
+        create_users: bool,
+    ) -> Result<ImportReport, StoreError>
     where
         I: IntoIterator<Item = Result<(String, NewToken), StoreError>>,
     {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut report = ImportReport::default();
         let mut next_id: i64 =
-            tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM tokens", [], |r| r.get(0))?;
+            tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM tokens", [], |r| {
+                r.get(0)
+            })?;
         let now = now_unix();
         {
             let mut find_user = tx.prepare_cached("SELECT id FROM users WHERE name_key = ?1")?;
@@ -722,9 +756,13 @@ impl Store {
             ));
         }
         if client.secret.is_empty() {
-            return Err(StoreError::Invalid("the shared secret must not be empty".to_owned()));
+            return Err(StoreError::Invalid(
+                "the shared secret must not be empty".to_owned(),
+            ));
         }
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let exists: Option<i64> = tx
             .query_row(
                 "SELECT id FROM clients WHERE name = ?1",
@@ -735,8 +773,9 @@ impl Store {
         if exists.is_some() {
             return Err(StoreError::Exists(client.name));
         }
-        let id: i64 =
-            tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM clients", [], |r| r.get(0))?;
+        let id: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM clients", [], |r| {
+            r.get(0)
+        })?;
         let sealed = self.key.seal(&client_aad(id), client.secret.expose());
         tx.execute(
             "INSERT INTO clients (id, name, address, secret, mode, require_ma, rate_limit, created_at)

@@ -21,13 +21,27 @@ fn users_tokens_and_clients_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(dir.path()).unwrap();
     let alice = store.add_user("Alice", Some(b"pw1")).unwrap();
-    assert!(matches!(store.add_user("alice", None), Err(StoreError::Exists(_))));
-    let t = store.add_token("ALICE", new_token(b"12345678901234567890")).unwrap();
+    assert!(matches!(
+        store.add_user("alice", None),
+        Err(StoreError::Exists(_))
+    ));
+    let t = store
+        .add_token("ALICE", new_token(b"12345678901234567890"))
+        .unwrap();
     assert_eq!(t.user_id, alice.id);
     let tokens = store.tokens(Some(alice.id)).unwrap();
     assert_eq!(tokens.len(), 1);
     assert_eq!(&tokens[0].secret[..], b"12345678901234567890");
-    assert!(verify_password(b"pw1", store.user("alice").unwrap().unwrap().password_hash.as_deref().unwrap()));
+    assert!(verify_password(
+        b"pw1",
+        store
+            .user("alice")
+            .unwrap()
+            .unwrap()
+            .password_hash
+            .as_deref()
+            .unwrap()
+    ));
 
     store
         .add_client(NewClient {
@@ -49,7 +63,9 @@ fn seeds_and_secrets_are_not_stored_in_clear() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(dir.path()).unwrap();
     store.add_user("bob", None).unwrap();
-    store.add_token("bob", new_token(b"SEEDSEEDSEEDSEEDSEED")).unwrap();
+    store
+        .add_token("bob", new_token(b"SEEDSEEDSEEDSEEDSEED"))
+        .unwrap();
     store
         .add_client(NewClient {
             name: "nas".into(),
@@ -84,19 +100,36 @@ fn runtime_state_survives_reopen_and_counters_never_go_back() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(dir.path()).unwrap();
     let u = store.add_user("carol", None).unwrap();
-    let t = store.add_token("carol", new_token(b"12345678901234567890")).unwrap();
+    let t = store
+        .add_token("carol", new_token(b"12345678901234567890"))
+        .unwrap();
     let lock = LockoutState {
         failures: 5,
         locked_until: Some(12345),
     };
     store
         .save_runtime(
-            &[(t.id, TokenState { next_counter: 100, drift: -2 })],
+            &[(
+                t.id,
+                TokenState {
+                    next_counter: 100,
+                    drift: -2,
+                },
+            )],
             &[(u.id, lock)],
         )
         .unwrap();
     store
-        .save_runtime(&[(t.id, TokenState { next_counter: 50, drift: 0 })], &[])
+        .save_runtime(
+            &[(
+                t.id,
+                TokenState {
+                    next_counter: 50,
+                    drift: 0,
+                },
+            )],
+            &[],
+        )
         .unwrap();
     drop(store);
     let store = Store::open(dir.path()).unwrap();
@@ -118,7 +151,10 @@ fn admin_changes_are_logged_for_the_server() {
         .into_iter()
         .map(|(_, c)| c)
         .collect();
-    assert_eq!(changes, vec![Change::User(u.id), Change::Unlock(u.id), Change::User(u.id)]);
+    assert_eq!(
+        changes,
+        vec![Change::User(u.id), Change::Unlock(u.id), Change::User(u.id)]
+    );
     assert!(store.user("dave").unwrap().is_none());
 }
 
@@ -128,9 +164,21 @@ fn bulk_import_creates_users_and_refuses_unknown_ones_when_asked() {
     let mut store = Store::open(dir.path()).unwrap();
     let rows = (0..100).map(|i| Ok((format!("user{i}"), new_token(b"12345678901234567890"))));
     let report = store.import_tokens(rows, true).unwrap();
-    assert_eq!(report, ImportReport { tokens: 100, users_created: 100 });
-    let rows = std::iter::once(Ok(("nobody".to_owned(), new_token(b"12345678901234567890"))));
-    assert!(matches!(store.import_tokens(rows, false), Err(StoreError::NoSuchUser(_))));
+    assert_eq!(
+        report,
+        ImportReport {
+            tokens: 100,
+            users_created: 100
+        }
+    );
+    let rows = std::iter::once(Ok((
+        "nobody".to_owned(),
+        new_token(b"12345678901234567890"),
+    )));
+    assert!(matches!(
+        store.import_tokens(rows, false),
+        Err(StoreError::NoSuchUser(_))
+    ));
     // The failed import left nothing behind.
     assert_eq!(store.tokens(None).unwrap().len(), 100);
 }
@@ -139,10 +187,25 @@ fn bulk_import_creates_users_and_refuses_unknown_ones_when_asked() {
 fn bad_values_are_refused_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(dir.path()).unwrap();
-    assert!(matches!(store.add_user("has space", None), Err(StoreError::Invalid(_))));
-    assert!(matches!(store.add_user("x", Some(b"")), Err(StoreError::Invalid(_))));
+    assert!(matches!(
+        store.add_user("has space", None),
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.add_user("x", Some(b"")),
+        Err(StoreError::Invalid(_))
+    ));
     store.add_user("erin", None).unwrap();
-    assert!(matches!(store.add_token("erin", new_token(b"short")), Err(StoreError::Invalid(_))));
-    assert!(matches!(store.add_token("zed", new_token(b"12345678901234567890")), Err(StoreError::NoSuchUser(_))));
-    assert!(matches!(store.remove_client("none"), Err(StoreError::NoSuchClient(_))));
+    assert!(matches!(
+        store.add_token("erin", new_token(b"short")),
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.add_token("zed", new_token(b"12345678901234567890")),
+        Err(StoreError::NoSuchUser(_))
+    ));
+    assert!(matches!(
+        store.remove_client("none"),
+        Err(StoreError::NoSuchClient(_))
+    ));
 }

@@ -134,8 +134,16 @@ mod tests {
     #[test]
     fn the_table_row_by_row() {
         let rows: &[(Code, Outcome, Option<Code>)] = &[
-            (Code::AccessRequest, Outcome::Accept, Some(Code::AccessAccept)),
-            (Code::AccessRequest, Outcome::Challenge, Some(Code::AccessChallenge)),
+            (
+                Code::AccessRequest,
+                Outcome::Accept,
+                Some(Code::AccessAccept),
+            ),
+            (
+                Code::AccessRequest,
+                Outcome::Challenge,
+                Some(Code::AccessChallenge),
+            ),
             (Code::AccessRequest, Outcome::Alive, None),
             (Code::StatusServer, Outcome::Alive, Some(Code::AccessAccept)),
             (Code::StatusServer, Outcome::Accept, None),
@@ -145,7 +153,11 @@ mod tests {
             (Code::Other(200), Outcome::Alive, None),
         ];
         for &(request, outcome, expected) in rows {
-            assert_eq!(reply_code(request, outcome), expected, "{request:?} {outcome:?}");
+            assert_eq!(
+                reply_code(request, outcome),
+                expected,
+                "{request:?} {outcome:?}"
+            );
         }
         // Every reason answers the same Access-Reject, so the NAS learns nothing of why.
         for reason in REASONS {
@@ -153,7 +165,10 @@ mod tests {
                 reply_code(Code::AccessRequest, Outcome::Reject(reason)),
                 Some(Code::AccessReject)
             );
-            assert_eq!(reply_code(Code::StatusServer, Outcome::Reject(reason)), None);
+            assert_eq!(
+                reply_code(Code::StatusServer, Outcome::Reject(reason)),
+                None
+            );
         }
     }
 

@@ -74,7 +74,11 @@ mod tests {
 
     #[test]
     fn modes_round_trip_through_their_names() {
-        for mode in [LoginMode::Append, LoginMode::Challenge, LoginMode::PasscodeOnly] {
+        for mode in [
+            LoginMode::Append,
+            LoginMode::Challenge,
+            LoginMode::PasscodeOnly,
+        ] {
             assert_eq!(mode.as_str().parse::<LoginMode>(), Ok(mode));
         }
         assert!("push".parse::<LoginMode>().is_err());

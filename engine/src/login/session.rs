@@ -101,9 +101,18 @@ mod tests {
 
     #[test]
     fn a_session_is_bound_to_client_user_and_time() {
-        assert_eq!(session().redeem("vpn2", "alice", 1010), Err(SessionError::WrongClient));
-        assert_eq!(session().redeem("vpn1", "bob", 1010), Err(SessionError::WrongUser));
-        assert_eq!(session().redeem("vpn1", "alice", 1060), Err(SessionError::Expired));
+        assert_eq!(
+            session().redeem("vpn2", "alice", 1010),
+            Err(SessionError::WrongClient)
+        );
+        assert_eq!(
+            session().redeem("vpn1", "bob", 1010),
+            Err(SessionError::WrongUser)
+        );
+        assert_eq!(
+            session().redeem("vpn1", "alice", 1060),
+            Err(SessionError::Expired)
+        );
         // A refused answer still spends the session.
         let mut s = session();
         let _ = s.redeem("vpn1", "bob", 1010);
