@@ -83,11 +83,13 @@ pub struct Node {
 
 impl Node {
     /// A node whose configuration is the given TOML plus a loopback listener on a free
-    /// port. Nothing runs yet.
+    /// port; `{dir}` in the TOML stands for the node's temporary directory. Nothing runs
+    /// yet.
     pub fn new(extra_toml: &str) -> Node {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("tollgate.toml");
         let data = dir.path().join("data");
+        let extra_toml = extra_toml.replace("{dir}", &dir.path().display().to_string());
         let text = format!(
             "data_dir = {:?}\n[radius]\nlisten = [\"127.0.0.1:0\"]\n{extra_toml}\n",
             data.display().to_string()
@@ -256,6 +258,38 @@ fn send_signal(pid: u32, signal: i32) {
     unsafe {
         libc::kill(pid as i32, signal);
     }
+}
+
+/// A loopback port that was free a moment ago (for listeners whose address must be
+/// written into a configuration before the server starts).
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// GETs `path` from a loopback HTTP server and returns the body of a 200 answer.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200")
+        .then(|| body.to_owned())
+        .or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_owned()))
+}
+
+/// The value of one sample of a Prometheus text exposition, by its full series text
+/// (`name{label="value",...}`), labels in the order the exporter writes them (sorted).
+pub fn metric(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok()).flatten()
+    })
 }
 
 /// The HOTP code of [`SEED`] at `counter` (6 digits, SHA-1).

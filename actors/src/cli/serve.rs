@@ -47,9 +47,15 @@ fn random_text(bytes: usize) -> Zeroizing<String> {
 const DEMO_USER: &str = "demo";
 const DEMO_CLIENT: &str = "demo-loopback";
 
-/// Creates the demo user, token and client (or gives the user a fresh password), and
-/// prints everything needed to log in.
-fn setup_demo(config: &Config, listen: SocketAddr) -> Result<(), CliError> {
+/// What the demo prints once the server listens.
+struct Demo {
+    password: Zeroizing<String>,
+    secret: String,
+    uri: String,
+}
+
+/// Creates the demo user, token and client (or gives the user a fresh password).
+fn setup_demo(config: &Config) -> Result<Demo, CliError> {
     let mut store = Store::open(&config.data_dir)?;
     let password = random_text(5);
     match store.user(DEMO_USER)? {
@@ -100,7 +106,20 @@ fn setup_demo(config: &Config, listen: SocketAddr) -> Result<(), CliError> {
         &token.params,
         &token.state,
     );
-    let secret_text = String::from_utf8_lossy(secret.expose()).into_owned();
+    Ok(Demo {
+        password,
+        secret: String::from_utf8_lossy(secret.expose()).into_owned(),
+        uri,
+    })
+}
+
+/// Prints everything needed to log in as the demo user through `listen`.
+fn print_demo(config: &Config, demo: &Demo, listen: SocketAddr) {
+    let Demo {
+        password,
+        secret: secret_text,
+        uri,
+    } = demo;
     let dir = config.data_dir.display();
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
@@ -121,7 +140,6 @@ fn setup_demo(config: &Config, listen: SocketAddr) -> Result<(), CliError> {
         password.as_str()
     );
     println!();
-    Ok(())
 }
 
 pub fn run(global: &GlobalOpts, args: ServeArgs) -> Result<ExitCode, CliError> {
@@ -133,9 +151,11 @@ pub fn run(global: &GlobalOpts, args: ServeArgs) -> Result<ExitCode, CliError> {
     }
     config.validate()?;
     init_logging(&config);
-    if args.demo {
-        setup_demo(&config, config.radius.listen[0])?;
-    }
+    let demo = if args.demo {
+        Some(setup_demo(&config)?)
+    } else {
+        None
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("tollgate")
@@ -154,6 +174,9 @@ pub fn run(global: &GlobalOpts, args: ServeArgs) -> Result<ExitCode, CliError> {
             tracing::info!(address = %addr, "metrics listening");
         }
         let server = Server::start(&config).await?;
+        if let Some(demo) = &demo {
+            print_demo(&config, demo, server.radius_addrs()[0]);
+        }
         for addr in server.radius_addrs() {
             // A line tests and scripts can wait for.
             println!("listening on {addr}");
