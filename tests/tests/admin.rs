@@ -272,3 +272,27 @@ fn the_store_keeps_seeds_and_secrets_encrypted_with_a_private_key_file() {
     assert!(!contains(SECRET.as_bytes()));
     assert!(!node.log().contains(SECRET));
 }
+
+#[test]
+fn a_token_far_ahead_is_resynchronised_from_two_consecutive_codes() {
+    let node = node_with("");
+    // The token was pressed 50 times away from the server: beyond the look-ahead.
+    let far = format!("Secret123{}", hotp_code(52));
+    assert!(login(node.radius(), "alice", &far).is("Access-Reject"));
+    let out = node.cli(
+        &["token", "resync", "1", &hotp_code(50), &hotp_code(49)],
+        None,
+    );
+    assert!(!out.status.success(), "codes out of order are refused");
+    node.ok(
+        &["token", "resync", "1", &hotp_code(50), &hotp_code(51)],
+        None,
+    );
+    let ok = Node::eventually(RELOAD, || {
+        login(node.radius(), "alice", &far).is("Access-Accept")
+    });
+    assert!(ok, "{}", node.log());
+    // The codes used for the resynchronisation are spent.
+    let used = format!("Secret123{}", hotp_code(51));
+    assert!(login(node.radius(), "alice", &used).is("Access-Reject"));
+}

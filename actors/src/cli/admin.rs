@@ -248,6 +248,16 @@ pub enum TokenCmd {
         #[arg(long)]
         create_users: bool,
     },
+    /// Resynchronise a token that drifted (or an HOTP token pressed many times) from two
+    /// consecutive codes it shows.
+    Resync {
+        /// Token id (see `token list`).
+        id: i64,
+        /// A code.
+        code1: String,
+        /// The code that follows it.
+        code2: String,
+    },
     /// Print the code a user's token shows now (for the demo and for tests; the seed
     /// stays in the store).
     Code {
@@ -346,6 +356,35 @@ pub fn token(global: &GlobalOpts, cmd: TokenCmd) -> Result<ExitCode, CliError> {
                 report.users_created,
                 started.elapsed().as_secs_f64()
             );
+        }
+        TokenCmd::Resync { id, code1, code2 } => {
+            let token = store
+                .token(id)?
+                .ok_or(crate::store::StoreError::NoSuchToken(id))?;
+            let config = global.config()?;
+            let policy = otp::VerifyPolicy {
+                totp_window: config.otp.totp_window,
+                hotp_lookahead: config.otp.hotp_lookahead,
+                max_drift: config.otp.max_drift,
+                resync_window: config.otp.resync_window,
+            };
+            let state = otp::resync(
+                &token.secret,
+                &token.params,
+                &token.state,
+                code1.as_bytes(),
+                code2.as_bytes(),
+                crate::unix_now(),
+                &policy,
+            )
+            .ok_or_else(|| {
+                CliError(format!(
+                    "the two codes are not consecutive codes of token {id} within {} steps",
+                    policy.resync_window
+                ))
+            })?;
+            store.resync_token(id, state)?;
+            println!("token {id} resynchronised (drift {} steps)", state.drift);
         }
         TokenCmd::Code { user } => {
             let u = store

@@ -670,6 +670,37 @@ impl Store {
         Ok(())
     }
 
+    /// One token by id.
+    pub fn token(&self, id: i64) -> Result<Option<TokenRecord>, StoreError> {
+        let sql = format!("SELECT {} FROM tokens WHERE id = ?1", Self::TOKEN_COLUMNS);
+        let mut stmt = self.conn.prepare(&sql)?;
+        let mut rows = stmt.query(params![id])?;
+        match rows.next()? {
+            Some(row) => Ok(Some(self.row_to_token(row)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a token's state after a resynchronisation. The counter never moves back.
+    pub fn resync_token(&mut self, id: i64, state: TokenState) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        let user_id: i64 = tx
+            .query_row(
+                "SELECT user_id FROM tokens WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or(StoreError::NoSuchToken(id))?;
+        tx.execute(
+            "UPDATE tokens SET next_counter = MAX(next_counter, ?1), drift = ?2 WHERE id = ?3",
+            params![state.next_counter as i64, state.drift, id],
+        )?;
+        Store::log_change(&tx, Change::User(user_id))?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Adds many tokens in one transaction; users that do not exist are created without a
     /// password when `create_users` is set, and refused otherwise.
     pub fn import_tokens<I>(
