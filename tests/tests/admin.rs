@@ -296,3 +296,33 @@ fn a_token_far_ahead_is_resynchronised_from_two_consecutive_codes() {
     let used = format!("Secret123{}", hotp_code(51));
     assert!(login(node.radius(), "alice", &used).is("Access-Reject"));
 }
+
+#[test]
+fn user_import_creates_users_with_passwords_that_log_in() {
+    let mut node = Node::new("");
+    node.add_client("nas1", "append", true);
+    let users = node.path().join("users.csv");
+    let seeds = node.path().join("seeds.csv");
+    let mut u = String::from("name,password\n");
+    let mut s = String::new();
+    for i in 0..20 {
+        u.push_str(&format!("bulk{i},pw-{i}-x\n"));
+        s.push_str(&format!("bulk{i},{},hotp\n", tollgate_tests::SEED_B32));
+    }
+    std::fs::write(&users, u).unwrap();
+    std::fs::write(&seeds, s).unwrap();
+    let out = node.ok(&["user", "import", users.to_str().unwrap()], None);
+    assert!(out.contains("imported 20 users"), "{out}");
+    // Tokens for existing users: no --create-users needed.
+    node.ok(&["token", "import", seeds.to_str().unwrap()], None);
+    // Importing the same users again fails whole.
+    assert!(!node
+        .cli(&["user", "import", users.to_str().unwrap()], None)
+        .status
+        .success());
+    node.start();
+    let r = login(node.radius(), "bulk7", &format!("pw-7-x{}", hotp_code(0)));
+    assert!(r.is("Access-Accept"), "{}", r.output);
+    let r = login(node.radius(), "bulk8", &format!("pw-7-x{}", hotp_code(0)));
+    assert!(r.is("Access-Reject"), "{}", r.output);
+}

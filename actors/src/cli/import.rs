@@ -1,4 +1,5 @@
-//! `tollgate token import`: bulk seeds from CSV, in one transaction.
+//! `tollgate token import` and `tollgate user import`: bulk seeds and users from CSV, each
+//! in one transaction.
 //!
 //! Each line is `user,secret_base32[,totp|hotp[,digits[,algorithm[,period_or_counter]]]]`.
 //! Empty lines and lines starting with `#` are skipped, and so is a first line that starts
@@ -72,19 +73,75 @@ pub fn parse_line(line: &str) -> Result<(String, NewToken), String> {
     ))
 }
 
+fn open_lines(path: &Path) -> Result<Box<dyn BufRead>, CliError> {
+    if path == Path::new("-") {
+        return Ok(Box::new(BufReader::new(std::io::stdin())));
+    }
+    let file = std::fs::File::open(path)
+        .map_err(|e| CliError(format!("cannot open {}: {e}", path.display())))?;
+    Ok(Box::new(BufReader::with_capacity(1 << 20, file)))
+}
+
+/// Reads `name,password` lines (a header starting with `name,` and `#` lines skipped).
+pub fn read_user_rows(path: &Path) -> Result<Vec<(String, Zeroizing<String>)>, CliError> {
+    let mut rows = Vec::new();
+    for (i, line) in open_lines(path)?.lines().enumerate() {
+        let n = i + 1;
+        let line = Zeroizing::new(line.map_err(|e| CliError(format!("line {n}: {e}")))?);
+        let trimmed = line.trim_end_matches(['\r', '\n']);
+        if trimmed.trim().is_empty()
+            || trimmed.starts_with('#')
+            || (n == 1 && trimmed.starts_with("name,"))
+        {
+            continue;
+        }
+        let Some((name, password)) = trimmed.split_once(',') else {
+            return Err(CliError(format!("line {n}: expected name,password")));
+        };
+        if password.is_empty() || password.len() > 120 {
+            return Err(CliError(format!("line {n}: a password is 1 to 120 bytes")));
+        }
+        rows.push((name.trim().to_owned(), Zeroizing::new(password.to_owned())));
+    }
+    Ok(rows)
+}
+
+/// Hashes every password with Argon2id, one thread per core.
+pub fn hash_all(rows: Vec<(String, Zeroizing<String>)>) -> Vec<(String, Option<String>)> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let chunk = rows.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = rows
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(name, pw)| {
+                            (
+                                name.clone(),
+                                Some(crate::store::hash_password(pw.as_bytes())),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
 /// Imports a CSV file ('-' reads standard input).
 pub fn import_file(
     store: &mut Store,
     path: &Path,
     create_users: bool,
 ) -> Result<ImportReport, CliError> {
-    let reader: Box<dyn BufRead> = if path == Path::new("-") {
-        Box::new(BufReader::new(std::io::stdin()))
-    } else {
-        let file = std::fs::File::open(path)
-            .map_err(|e| CliError(format!("cannot open {}: {e}", path.display())))?;
-        Box::new(BufReader::with_capacity(1 << 20, file))
-    };
+    let reader = open_lines(path)?;
     let rows = reader.lines().enumerate().filter_map(|(i, line)| {
         let n = i + 1;
         let line = match line {

@@ -442,6 +442,32 @@ impl Store {
 
     const USER_COLUMNS: &'static str = "id, name, password_hash, disabled, failures, locked_until";
 
+    /// Adds many users with already-hashed passwords in one transaction; a name that exists
+    /// fails the whole import.
+    pub fn import_users(&mut self, users: &[(String, Option<String>)]) -> Result<u64, StoreError> {
+        for (name, _) in users {
+            validate_user_name(name)?;
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut add = tx.prepare_cached(
+                "INSERT INTO users (name, name_key, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(name_key) DO NOTHING",
+            )?;
+            let now = now_unix();
+            for (name, hash) in users {
+                if add.execute(params![name, name_key(name), hash, now])? == 0 {
+                    return Err(StoreError::Exists(name.clone()));
+                }
+            }
+        }
+        Store::log_change(&tx, Change::All)?;
+        tx.commit()?;
+        Ok(users.len() as u64)
+    }
+
     /// Finds a user by name (without case).
     pub fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
         let sql = format!(
