@@ -199,6 +199,12 @@ impl Node {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
+    /// Whether the server's log shows `needle` within a few seconds (the log is written by
+    /// a background thread, a moment after the event).
+    pub fn log_shows(&self, needle: &str) -> bool {
+        Node::eventually(Duration::from_secs(5), || self.log().contains(needle))
+    }
+
     /// The RADIUS address; panics if the server is not running.
     pub fn radius(&self) -> SocketAddr {
         self.addr.expect("server not started")

@@ -82,7 +82,7 @@ fn repeated_failures_lock_the_user_until_unlocked() {
         &format!("Secret123{}", hotp_code(0)),
     );
     assert!(r.is("Access-Reject"), "{}", r.output);
-    assert!(node.log().contains("locked_out"), "{}", node.log());
+    assert!(node.log_shows("locked_out"), "{}", node.log());
     // The lock reaches the store within the server's flush interval.
     let stored = Node::eventually(RELOAD, || {
         node.ok(&["user", "show", "alice"], None)

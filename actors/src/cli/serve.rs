@@ -25,17 +25,26 @@ pub struct ServeArgs {
     demo: bool,
 }
 
-fn init_logging(config: &Config) {
+/// Sets up logging to standard error through a writer thread, so that no request waits on
+/// a write to the terminal or journal. Lines beyond the buffer are dropped (and said so)
+/// rather than slow a login. The returned guard flushes the buffer when dropped.
+fn init_logging(config: &Config) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(65_536)
+        .thread_name("tollgate-log")
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match config.log.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    guard
 }
 
 fn random_text(bytes: usize) -> Zeroizing<String> {
@@ -150,7 +159,7 @@ pub fn run(global: &GlobalOpts, args: ServeArgs) -> Result<ExitCode, CliError> {
         config.radius.listen = vec!["127.0.0.1:1812".parse().expect("literal address")];
     }
     config.validate()?;
-    init_logging(&config);
+    let _log_guard = init_logging(&config);
     let demo = if args.demo {
         Some(setup_demo(&config)?)
     } else {
