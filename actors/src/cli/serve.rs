@@ -139,7 +139,7 @@ fn print_demo(config: &Config, demo: &Demo, listen: SocketAddr) {
     println!("client:    {DEMO_CLIENT} (127.0.0.1, append mode, secret {secret_text})");
     println!("token:     TOTP, scan this QR code or paste the URI into an authenticator app:");
     println!("{uri}");
-    if let Some(qr) = terminal_qr(&uri) {
+    if let Some(qr) = terminal_qr(uri) {
         println!("{qr}");
     }
     println!("Log in with password + passcode in one field (the code comes from your app, or from");
