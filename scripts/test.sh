@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 need=()
 command -v radclient >/dev/null 2>&1 || need+=(freeradius-utils)
 command -v oathtool >/dev/null 2>&1 || need+=(oathtool)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v rsyslogd >/dev/null 2>&1 || need+=(rsyslog)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo=sudo

@@ -38,3 +38,7 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1,
     0.25, 0.5, 1.0, 2.5,
 ];
+
+/// Audit records lost by a sink, by `sink` (file, syslog) and `reason` (queue_full: the
+/// sink fell behind; send_failed: the receiver could not be reached or the send failed).
+pub const AUDIT_DROPPED_TOTAL: &str = "tollgate_audit_dropped_total";

@@ -42,8 +42,8 @@ pub enum ServerError {
         /// Why.
         source: std::io::Error,
     },
-    /// The audit file could not be opened.
-    #[error("audit file: {0}")]
+    /// An audit sink (file or syslog) could not be set up.
+    #[error("audit: {0}")]
     Audit(std::io::Error),
     /// A thread or actor could not be started.
     #[error("cannot start {what}: {reason}")]
@@ -129,10 +129,7 @@ impl Server {
         let from_config = client_settings_from_config(config)?;
         let clients = all_clients(&from_config, &store, config.radius.rate_limit_per_client)?;
 
-        let audit = match &config.audit.file {
-            Some(path) => Audit::with_file(path).map_err(ServerError::Audit)?,
-            None => Audit::log_only(),
-        };
+        let audit = Audit::from_config(&config.audit).map_err(ServerError::Audit)?;
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);

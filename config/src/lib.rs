@@ -14,5 +14,6 @@ pub use model::valid_name_char;
 pub use model::{
     AuditConfig, ClientAddress, ClientConfig, Config, LockoutConfig, LogConfig, LogFormat,
     LoginConfig, MetricsConfig, OtpConfig, PasswordConfig, RadiusConfig, ShutdownConfig,
+    SyslogConfig, SyslogFacility, SyslogTransport,
 };
 pub use secret::SharedSecret;

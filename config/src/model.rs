@@ -208,6 +208,184 @@ impl Default for ShutdownConfig {
 pub struct AuditConfig {
     /// File that receives one JSON line per decision, besides the log; none by default.
     pub file: Option<PathBuf>,
+    /// A syslog receiver (a SIEM) that gets one RFC 5424 message per decision; none by
+    /// default.
+    pub syslog: Option<SyslogConfig>,
+}
+
+/// How audit messages travel to the syslog receiver.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogTransport {
+    /// One datagram per message (RFC 5426): cheap, and lost silently when the network is.
+    #[default]
+    Udp,
+    /// A stream with octet-counting framing (RFC 6587 §3.4.1), reconnected after a loss.
+    Tcp,
+}
+
+impl SyslogTransport {
+    /// `udp` or `tcp`, as in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyslogTransport::Udp => "udp",
+            SyslogTransport::Tcp => "tcp",
+        }
+    }
+}
+
+/// A syslog facility by its conventional name; its RFC 5424 code is [`Self::code`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SyslogFacility(u8);
+
+/// Facility names and their RFC 5424 numeric codes (§6.2.1, Table 1), as syslog.conf
+/// and most SIEMs spell them.
+const FACILITIES: &[(&str, u8)] = &[
+    ("kern", 0),
+    ("user", 1),
+    ("mail", 2),
+    ("daemon", 3),
+    ("auth", 4),
+    ("syslog", 5),
+    ("lpr", 6),
+    ("news", 7),
+    ("uucp", 8),
+    ("cron", 9),
+    ("authpriv", 10),
+    ("ftp", 11),
+    ("ntp", 12),
+    ("audit", 13),
+    ("alert", 14),
+    ("clock", 15),
+    ("local0", 16),
+    ("local1", 17),
+    ("local2", 18),
+    ("local3", 19),
+    ("local4", 20),
+    ("local5", 21),
+    ("local6", 22),
+    ("local7", 23),
+];
+
+impl SyslogFacility {
+    /// `auth` (4): security and authorization messages, where login decisions belong.
+    pub const AUTH: SyslogFacility = SyslogFacility(4);
+
+    /// The numeric code, 0 to 23, that goes into the PRI part of a message.
+    pub fn code(self) -> u8 {
+        self.0
+    }
+
+    /// The conventional name (`auth`, `local3`, ...).
+    pub fn name(self) -> &'static str {
+        FACILITIES
+            .iter()
+            .find(|(_, code)| *code == self.0)
+            .map(|(name, _)| *name)
+            .unwrap_or("auth")
+    }
+}
+
+impl FromStr for SyslogFacility {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        FACILITIES
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|(_, code)| SyslogFacility(*code))
+            .ok_or_else(|| {
+                format!("`{s}` is not a syslog facility (kern, user, mail, daemon, auth, syslog, lpr, news, uucp, cron, authpriv, ftp, ntp, audit, alert, clock, local0 to local7)")
+            })
+    }
+}
+
+impl fmt::Display for SyslogFacility {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for SyslogFacility {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+fn default_syslog_facility() -> SyslogFacility {
+    SyslogFacility::AUTH
+}
+
+fn default_syslog_app_name() -> String {
+    "tollgate".to_owned()
+}
+
+fn default_syslog_queue() -> usize {
+    16_384
+}
+
+/// `[audit.syslog]`: where and how audit records go out as RFC 5424 syslog messages.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogConfig {
+    /// Address of the syslog receiver.
+    pub address: SocketAddr,
+    /// `udp` (default) or `tcp`.
+    #[serde(default)]
+    pub transport: SyslogTransport,
+    /// Facility of every message; `auth` by default.
+    #[serde(default = "default_syslog_facility")]
+    pub facility: SyslogFacility,
+    /// APP-NAME of every message; `tollgate` by default.
+    #[serde(default = "default_syslog_app_name")]
+    pub app_name: String,
+    /// HOSTNAME of every message; the machine's host name when not given.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// Messages waiting to be sent at most; beyond it records are dropped and counted,
+    /// so that a slow or absent receiver never slows a login.
+    #[serde(default = "default_syslog_queue")]
+    pub queue: usize,
+}
+
+/// Whether every character is printable US-ASCII (33 to 126), as RFC 5424 requires of
+/// the HOSTNAME and APP-NAME header fields.
+fn printable_ascii(s: &str) -> bool {
+    s.bytes().all(|b| (33..=126).contains(&b))
+}
+
+impl SyslogConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.address.port() == 0 || self.address.ip().is_unspecified() {
+            return Err(ConfigError::invalid(
+                "audit.syslog.address",
+                "must name a host and a port to send to",
+            ));
+        }
+        if self.app_name.is_empty() || self.app_name.len() > 48 || !printable_ascii(&self.app_name)
+        {
+            return Err(ConfigError::invalid(
+                "audit.syslog.app_name",
+                "must be 1 to 48 printable ASCII characters without spaces (RFC 5424)",
+            ));
+        }
+        if let Some(host) = &self.hostname {
+            if host.is_empty() || host.len() > 255 || !printable_ascii(host) {
+                return Err(ConfigError::invalid(
+                    "audit.syslog.hostname",
+                    "must be 1 to 255 printable ASCII characters without spaces (RFC 5424)",
+                ));
+            }
+        }
+        if !(1..=1_048_576).contains(&self.queue) {
+            return Err(ConfigError::invalid(
+                "audit.syslog.queue",
+                "must be between 1 and 1048576 messages",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[metrics]`
@@ -444,6 +622,9 @@ impl Config {
                 "must be at most 600 seconds",
             ));
         }
+        if let Some(syslog) = &self.audit.syslog {
+            syslog.validate()?;
+        }
         let mut names = std::collections::HashSet::new();
         for (i, c) in self.clients.iter().enumerate() {
             let at = |key: &str| format!("client[{i}].{key}");
@@ -564,6 +745,103 @@ mod tests {
         assert_eq!(c.to_string(), "10.1.2.0/24");
         let c: ClientAddress = "::1".parse().unwrap();
         assert_eq!(c.to_string(), "::1/128");
+    }
+
+    #[test]
+    fn audit_syslog_takes_its_defaults() {
+        let c = Config::parse("[audit.syslog]\naddress = '127.0.0.1:514'").unwrap();
+        let s = c.audit.syslog.expect("syslog section");
+        assert_eq!(s.address, "127.0.0.1:514".parse().unwrap());
+        assert_eq!(s.transport, SyslogTransport::Udp);
+        assert_eq!(s.facility, SyslogFacility::AUTH);
+        assert_eq!(s.facility.code(), 4);
+        assert_eq!(s.app_name, "tollgate");
+        assert_eq!(s.hostname, None);
+        assert_eq!(s.queue, 16_384);
+        assert!(Config::parse("").unwrap().audit.syslog.is_none());
+    }
+
+    #[test]
+    fn audit_syslog_takes_every_key() {
+        let c = Config::parse(
+            "[audit]\nfile = '/tmp/a.jsonl'\n[audit.syslog]\naddress = '[::1]:6514'\ntransport = 'tcp'\nfacility = 'local3'\napp_name = 'tg'\nhostname = 'radius-1.example'\nqueue = 10",
+        )
+        .unwrap();
+        let s = c.audit.syslog.expect("syslog section");
+        assert_eq!(s.transport, SyslogTransport::Tcp);
+        assert_eq!(s.facility.code(), 19);
+        assert_eq!(s.facility.to_string(), "local3");
+        assert_eq!(s.app_name, "tg");
+        assert_eq!(s.hostname.as_deref(), Some("radius-1.example"));
+        assert_eq!(s.queue, 10);
+    }
+
+    #[test]
+    fn every_rfc5424_facility_name_is_known() {
+        for (name, code) in [
+            ("kern", 0),
+            ("user", 1),
+            ("daemon", 3),
+            ("auth", 4),
+            ("authpriv", 10),
+            ("local0", 16),
+            ("local7", 23),
+        ] {
+            let f: SyslogFacility = name.parse().unwrap();
+            assert_eq!(f.code(), code, "{name}");
+            assert_eq!(f.name(), name);
+        }
+        assert!("local8".parse::<SyslogFacility>().is_err());
+        assert!("AUTH".parse::<SyslogFacility>().is_err());
+    }
+
+    #[test]
+    fn audit_syslog_errors_name_the_key() {
+        let with = |body: &str| format!("[audit.syslog]\naddress = '127.0.0.1:514'\n{body}");
+        assert_eq!(
+            err_path("[audit.syslog]\ntransport = 'udp'"),
+            "audit.syslog"
+        );
+        assert_eq!(err_path(&with("port = 1")), "audit.syslog.port");
+        assert_eq!(
+            err_path("[audit.syslog]\naddress = 'siem:514'"),
+            "audit.syslog.address"
+        );
+        assert_eq!(
+            err_path(&with("transport = 'tls'")),
+            "audit.syslog.transport"
+        );
+        assert_eq!(
+            err_path(&with("facility = 'local9'")),
+            "audit.syslog.facility"
+        );
+        assert!(Config::parse(&with("facility = 'local9'"))
+            .unwrap_err()
+            .to_string()
+            .contains("not a syslog facility"));
+        assert_eq!(
+            err_path("[audit.syslog]\naddress = '127.0.0.1:0'"),
+            "audit.syslog.address"
+        );
+        assert_eq!(
+            err_path("[audit.syslog]\naddress = '0.0.0.0:514'"),
+            "audit.syslog.address"
+        );
+        assert_eq!(err_path(&with("app_name = ''")), "audit.syslog.app_name");
+        assert_eq!(
+            err_path(&with("app_name = 'toll gate'")),
+            "audit.syslog.app_name"
+        );
+        assert_eq!(
+            err_path(&with(&format!("app_name = '{}'", "a".repeat(49)))),
+            "audit.syslog.app_name"
+        );
+        assert_eq!(
+            err_path(&with("hostname = 'h\u{e9}te'")),
+            "audit.syslog.hostname"
+        );
+        assert_eq!(err_path(&with("queue = 0")), "audit.syslog.queue");
+        assert_eq!(err_path("[audit]\nsyslg = 1"), "audit.syslg");
     }
 
     #[test]
