@@ -1,0 +1,287 @@
+#!/usr/bin/env bash
+# Compares Tollgate with FreeRADIUS under the same load on this machine.
+#
+# Both servers get the same users and shared secret and run pinned to the same core
+# (SERVER_CORE, default 1) while the harness runs pinned to another (HARNESS_CORE, default
+# 0), so that they compete for the same CPU one at a time. FreeRADIUS checks a plain PAP
+# password (the `files` and `pap` modules, Cleartext-Password); Tollgate checks password +
+# HOTP code in append mode, which is more work per login, so the comparison is of the cost
+# of a complete login in each. Each server's CPU time per accepted login comes from
+# /proc/PID/stat (utime + stime before and after a run). Runs alternate between the servers,
+# REPEATS times (default 3), and the table shows the medians and Tollgate/FreeRADIUS ratios.
+#
+# Everything runs on loopback and stops by itself; the whole script is bounded by the
+# timeouts below (a few minutes with the defaults). It installs the Debian package
+# freeradius if missing, builds the release binaries if missing, and leaves nothing behind
+# but its temporary directory, which it removes (set KEEP=1 to keep it).
+#
+# Knobs (environment): USERS (1000), CONCURRENCY (16), DURATION (10 seconds per run),
+# REPEATS (3), SERVER_CORE (1), HARNESS_CORE (0), TOLLGATE_BIN, LOADTEST_BIN.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+USERS=${USERS:-1000}
+CONCURRENCY=${CONCURRENCY:-16}
+DURATION=${DURATION:-10}
+REPEATS=${REPEATS:-3}
+SERVER_CORE=${SERVER_CORE:-1}
+HARNESS_CORE=${HARNESS_CORE:-0}
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+TOLLGATE_BIN=${TOLLGATE_BIN:-$TARGET_DIR/release/tollgate}
+LOADTEST_BIN=${LOADTEST_BIN:-$TARGET_DIR/release/tollgate-loadtest}
+
+say() { printf '%s\n' "$*" >&2; }
+die() { say "compare-freeradius: $*"; exit 1; }
+
+# --- Prerequisites -------------------------------------------------------------------------
+need_apt=()
+command -v freeradius >/dev/null 2>&1 || need_apt+=(freeradius)
+command -v jq >/dev/null 2>&1 || need_apt+=(jq)
+command -v taskset >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v ss >/dev/null 2>&1 || need_apt+=(iproute2)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    say "installing Debian packages: ${need_apt[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+if [ ! -x "$TOLLGATE_BIN" ]; then
+    say "building $TOLLGATE_BIN"
+    cargo build --release -p tollgate-actors --bin tollgate
+fi
+if [ ! -x "$LOADTEST_BIN" ]; then
+    say "building $LOADTEST_BIN"
+    cargo build --release -p tollgate-loadtest
+fi
+cores=$(nproc)
+[ "$SERVER_CORE" -lt "$cores" ] && [ "$HARNESS_CORE" -lt "$cores" ] ||
+    die "SERVER_CORE and HARNESS_CORE must be below the $cores cores of this machine"
+CLK_TCK=$(getconf CLK_TCK)
+
+# --- A temporary world that is cleaned up on every exit ------------------------------------
+tmp=$(mktemp -d /tmp/compare-freeradius.XXXXXX)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [ "${KEEP:-0}" = 1 ]; then say "kept $tmp"; else rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+
+# A UDP port on loopback that nobody listens on right now.
+free_udp_port() {
+    local p
+    for p in $(shuf -i 20000-60000 -n 100); do
+        if ! ss -Hlun "sport = :$p" | grep -q .; then echo "$p"; return; fi
+    done
+    die "no free UDP port found"
+}
+
+# utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/PID/stat; the
+# command name in field 2 is cut off first in case it contains spaces).
+cpu_ticks() {
+    local stat
+    stat=$(cat "/proc/$1/stat") || die "process $1 is gone"
+    stat=${stat##*) }
+    awk '{ print $12 + $13 }' <<<"$stat"
+}
+
+# --- Users, shared secret ------------------------------------------------------------------
+say "setting up $USERS users with passwords and HOTP seeds in $tmp"
+"$LOADTEST_BIN" setup --users "$USERS" --dir "$tmp/lt" --passwords >/dev/null
+secret=$(head -n1 "$tmp/lt/secret")
+
+# --- FreeRADIUS ----------------------------------------------------------------------------
+fr_port=$(free_udp_port)
+fr="$tmp/freeradius"
+mkdir -p "$fr/log" "$fr/run" "$fr/mods-config/files"
+: >"$fr/dictionary"
+tail -n +2 "$tmp/lt/users.csv" |
+    awk -F, '{ printf "%s Cleartext-Password := \"%s\"\n", $1, $2 }' >"$fr/mods-config/files/authorize"
+cat >"$fr/radiusd.conf" <<EOF
+prefix = /usr
+exec_prefix = /usr
+sysconfdir = /etc
+localstatedir = /var
+sbindir = /usr/sbin
+datarootdir = /usr/share
+dictdir = /usr/share/freeradius
+libdir = /usr/lib/freeradius
+raddbdir = $fr
+confdir = $fr
+modconfdir = $fr/mods-config
+logdir = $fr/log
+run_dir = $fr/run
+db_dir = $fr
+radacctdir = $fr/log
+name = freeradius
+pidfile = $fr/run/freeradius.pid
+correct_escapes = true
+max_request_time = 30
+cleanup_delay = 5
+max_requests = 65536
+hostname_lookups = no
+
+log {
+    destination = stdout
+    auth = no
+    auth_badpass = no
+    auth_goodpass = no
+}
+
+security {
+    allow_core_dumps = no
+    max_attributes = 200
+    reject_delay = 0
+    status_server = yes
+}
+
+thread pool {
+    start_servers = 8
+    max_servers = 32
+    min_spare_servers = 4
+    max_spare_servers = 16
+    max_requests_per_server = 0
+    auto_limit_acct = no
+}
+
+client loadtest {
+    ipaddr = 127.0.0.0/8
+    secret = $secret
+    require_message_authenticator = yes
+}
+
+modules {
+    files {
+        moddir = \${modconfdir}/files
+        filename = \${moddir}/authorize
+    }
+    pap {
+        normalise = no
+    }
+}
+
+server default {
+    listen {
+        type = auth
+        ipaddr = 127.0.0.1
+        port = $fr_port
+    }
+    authorize {
+        files
+        pap
+    }
+    authenticate {
+        Auth-Type PAP {
+            pap
+        }
+    }
+}
+EOF
+say "starting FreeRADIUS on 127.0.0.1:$fr_port (core $SERVER_CORE)"
+taskset -c "$SERVER_CORE" freeradius -f -d "$fr" -l stdout >"$tmp/freeradius.log" 2>&1 &
+fr_pid=$!
+pids+=("$fr_pid")
+
+# --- Tollgate ------------------------------------------------------------------------------
+tg_port=$(free_udp_port)
+tg="$tmp/tollgate"
+mkdir -p "$tg"
+cat >"$tg/tollgate.toml" <<EOF
+data_dir = "$tg/data"
+
+[radius]
+listen = ["127.0.0.1:$tg_port"]
+
+[lockout]
+threshold = 0
+
+[log]
+level = "warn"
+EOF
+tollgate() { "$TOLLGATE_BIN" --config "$tg/tollgate.toml" "$@"; }
+say "importing $USERS users into Tollgate (Argon2id hashing takes a while)"
+timeout 600 "$TOLLGATE_BIN" --config "$tg/tollgate.toml" user import "$tmp/lt/users.csv" >/dev/null
+tollgate token import "$tmp/lt/seeds.csv" >/dev/null
+tollgate client add loadtest --address 127.0.0.0/8 --secret-stdin --mode append <"$tmp/lt/secret" >/dev/null
+say "starting Tollgate on 127.0.0.1:$tg_port (core $SERVER_CORE)"
+taskset -c "$SERVER_CORE" "$TOLLGATE_BIN" --config "$tg/tollgate.toml" serve >"$tmp/tollgate.log" 2>&1 &
+tg_pid=$!
+pids+=("$tg_pid")
+
+# The harness's options per server. FreeRADIUS 3.2.1 (Debian 12) predates the BlastRADIUS
+# fixes of 3.2.5 and signs its replies without a Message-Authenticator, so the harness must
+# accept such replies from it; Tollgate's replies are held to the strict rule.
+fr_args="--scenario pap --reply-message-authenticator optional"
+tg_args="--scenario append"
+
+# Wait until both answer a login.
+harness() {
+    local port=$1
+    shift
+    timeout $((DURATION + 120)) taskset -c "$HARNESS_CORE" "$LOADTEST_BIN" run \
+        --server "127.0.0.1:$port" --secret-stdin --dir "$tmp/lt" --quiet "$@" <"$tmp/lt/secret"
+}
+for _ in $(seq 1 100); do
+    if harness "$fr_port" $fr_args --concurrency 1 --duration 1 --max-requests 1 --timeout-ms 200 \
+        --json "$tmp/probe.json" >/dev/null 2>&1 && [ "$(jq .counts.accepts "$tmp/probe.json")" = 1 ]; then
+        break
+    fi
+    kill -0 "$fr_pid" 2>/dev/null || { cat "$tmp/freeradius.log" >&2; die "FreeRADIUS did not start"; }
+    sleep 0.2
+done
+[ "$(jq .counts.accepts "$tmp/probe.json")" = 1 ] || { cat "$tmp/freeradius.log" >&2; die "FreeRADIUS does not accept logins"; }
+grep -q "listening on" "$tmp/tollgate.log" 2>/dev/null || sleep 1
+
+# Tollgate hashes a password with Argon2 on a user's first login only; log everyone in once
+# so that the measured runs see the steady state, as a production server would after a while.
+say "warming Tollgate up (one Argon2 check per user)"
+harness "$tg_port" $tg_args --warmup --concurrency 1 --duration 1 --max-requests 1 \
+    --json "$tmp/warmup.json" >/dev/null
+[ "$(jq '.warmup.counts.ok' "$tmp/warmup.json")" = "$USERS" ] ||
+    { cat "$tmp/tollgate.log" >&2; die "Tollgate did not accept every user during the warm-up"; }
+# FreeRADIUS gets the same short warm-up, so that its thread pool is up to size.
+harness "$fr_port" $fr_args --concurrency "$CONCURRENCY" --duration 1 >/dev/null
+
+# --- Measured runs -------------------------------------------------------------------------
+results="$tmp/results.tsv"
+: >"$results"
+measure() {
+    local name=$1 pid=$2 port=$3 args=$4 run=$5
+    local json="$tmp/$name-$run.json" before after
+    before=$(cpu_ticks "$pid")
+    # $args holds several options and is split into words on purpose.
+    # shellcheck disable=SC2086
+    harness "$port" $args --concurrency "$CONCURRENCY" --duration "$DURATION" \
+        --json "$json" >/dev/null
+    after=$(cpu_ticks "$pid")
+    jq -r --arg name "$name" --argjson ticks "$((after - before))" --argjson hz "$CLK_TCK" '
+        [$name,
+         .throughput.accepts_per_sec,
+         .latency_us.p50, .latency_us.p99,
+         (if .counts.accepts > 0 then ($ticks / $hz * 1e6 / .counts.accepts) else 0 end),
+         (.counts.failures + .counts.timeouts + .counts.bad_replies),
+         .harness_cpu.cores_used] | @tsv' "$json" >>"$results"
+    say "  $name run $run: $(tail -n1 "$results" | awk -F'\t' '{ printf "%.0f accepts/s, p50 %d µs, p99 %d µs, %.1f µs CPU per accept, %d errors", $2, $3, $4, $5, $6 }')"
+}
+say "measuring: $REPEATS x $DURATION s per server, closed loop, concurrency $CONCURRENCY"
+for run in $(seq 1 "$REPEATS"); do
+    measure freeradius "$fr_pid" "$fr_port" "$fr_args" "$run"
+    measure tollgate "$tg_pid" "$tg_port" "$tg_args" "$run"
+done
+
+# --- Table of medians ----------------------------------------------------------------------
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+col() { awk -F'\t' -v n="$1" -v c="$2" '$1 == n { print $c }' "$results" | median; }
+printf '\n%s\n' "FreeRADIUS $(freeradius -v 2>/dev/null | head -n1 | sed 's/.*Version \([^ ,]*\).*/\1/') (PAP, files) vs Tollgate (append: password + HOTP)"
+printf '%s users, closed loop of %s, %s s x %s runs, servers on core %s, harness on core %s; medians\n\n' \
+    "$USERS" "$CONCURRENCY" "$DURATION" "$REPEATS" "$SERVER_CORE" "$HARNESS_CORE"
+printf '%-11s %13s %9s %9s %17s %8s\n' server accepts/s p50_us p99_us cpu_us/accept errors
+for name in freeradius tollgate; do
+    printf '%-11s %13.0f %9.0f %9.0f %17.1f %8.0f\n' "$name" "$(col "$name" 2)" "$(col "$name" 3)" \
+        "$(col "$name" 4)" "$(col "$name" 5)" "$(col "$name" 6)"
+done
+awk -v ft="$(col freeradius 2)" -v tt="$(col tollgate 2)" -v fc="$(col freeradius 5)" -v tc="$(col tollgate 5)" 'BEGIN {
+    printf "\nratio tollgate/freeradius: throughput %.2f, CPU per accept %.2f\n", (ft > 0 ? tt / ft : 0), (fc > 0 ? tc / fc : 0)
+}'
