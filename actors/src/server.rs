@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use ractor::{Actor, ActorRef};
-use tokio::net::UdpSocket;
-use tokio::sync::{watch, Semaphore};
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tollgate_config::Config;
 use tollgate_engine::login::LockoutPolicy;
@@ -15,8 +15,8 @@ use tollgate_engine::otp::VerifyPolicy;
 
 use crate::audit::Audit;
 use crate::radius::{
-    run_listener, ClientSettings, ClientTable, RadiusSupervisor, RadiusSupervisorMsg,
-    SessionRegistry, SessionSupervisor, Shared,
+    bind_sockets, spawn_workers, ClientSettings, ClientTable, RadiusSupervisor,
+    RadiusSupervisorMsg, SessionRegistry, SessionSupervisor, Shared, WorkerContext,
 };
 use crate::state::Directory;
 use crate::store::{Store, StoreError};
@@ -58,8 +58,8 @@ pub enum ServerError {
 /// A running server.
 pub struct Server {
     radius_addrs: Vec<SocketAddr>,
-    stop: watch::Sender<bool>,
-    listeners: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    workers: Vec<std::thread::JoinHandle<()>>,
     supervisor: ActorRef<RadiusSupervisorMsg>,
     supervisor_task: JoinHandle<()>,
     session_supervisor: ActorRef<()>,
@@ -188,32 +188,42 @@ impl Server {
             reason: e.to_string(),
         })?;
 
-        let (stop, stop_rx) = watch::channel(false);
-        let mut listeners = Vec::new();
+        let stop = Arc::new(AtomicBool::new(false));
+        let worker_ctx = Arc::new(WorkerContext {
+            table: Arc::clone(&table),
+            shared: Arc::clone(&shared),
+            stop: Arc::clone(&stop),
+        });
+        let per_address = match config.radius.workers {
+            0 => cores,
+            n => n,
+        };
+        let mut workers = Vec::new();
         let mut radius_addrs = Vec::new();
         for addr in &config.radius.listen {
-            let socket = UdpSocket::bind(addr)
-                .await
+            let sockets = bind_sockets(*addr, per_address).map_err(|source| ServerError::Bind {
+                addr: *addr,
+                source,
+            })?;
+            let local = sockets[0]
+                .local_addr()
                 .map_err(|source| ServerError::Bind {
                     addr: *addr,
                     source,
                 })?;
-            let local = socket.local_addr().map_err(|source| ServerError::Bind {
-                addr: *addr,
-                source,
-            })?;
             radius_addrs.push(local);
-            tracing::info!(address = %local, "RADIUS listening");
-            listeners.push(tokio::spawn(run_listener(
-                Arc::new(socket),
-                Arc::clone(&table),
-                stop_rx.clone(),
-            )));
+            tracing::info!(address = %local, workers = sockets.len(), "RADIUS listening");
+            workers.extend(spawn_workers(&sockets, &worker_ctx).map_err(|e| {
+                ServerError::Spawn {
+                    what: "the UDP workers",
+                    reason: e.to_string(),
+                }
+            })?);
         }
         Ok(Server {
             radius_addrs,
             stop,
-            listeners,
+            workers,
             supervisor,
             supervisor_task,
             session_supervisor,
@@ -240,7 +250,7 @@ impl Server {
             .table
             .load()
             .slots()
-            .map(|s| s.settings.name.to_string())
+            .map(|s| s.core.settings.name.to_string())
             .collect();
         names.sort();
         names
@@ -251,7 +261,7 @@ impl Server {
         self.table
             .load()
             .slots()
-            .find(|s| &*s.settings.name == name)
+            .find(|s| &*s.core.settings.name == name)
             .map(|s| s.actor.get_id())
     }
 
@@ -276,10 +286,16 @@ impl Server {
     /// state to the store, and stops every actor.
     pub async fn shutdown(mut self, max_per_client: usize) -> ShutdownReport {
         let started = Instant::now();
-        let _ = self.stop.send(true);
-        for l in self.listeners.drain(..) {
-            let _ = l.await;
-        }
+        self.stop.store(true, Ordering::Relaxed);
+        let workers = std::mem::take(&mut self.workers);
+        // Workers notice the flag within their receive timeout and finish the datagram
+        // they hold; joining them blocks, so it happens off the async workers.
+        let _ = tokio::task::spawn_blocking(move || {
+            for w in workers {
+                let _ = w.join();
+            }
+        })
+        .await;
         let deadline = started + self.grace;
         let mut abandoned = self.in_flight(max_per_client);
         while abandoned > 0 && Instant::now() < deadline {

@@ -88,6 +88,9 @@ pub struct RadiusConfig {
     pub duplicate_cache_entries: usize,
     /// Default requests per second allowed from one client; 0 means no limit.
     pub rate_limit_per_client: u32,
+    /// UDP worker threads (each with its own `SO_REUSEPORT` socket per listening address);
+    /// 0 means one per core.
+    pub workers: usize,
 }
 
 impl Default for RadiusConfig {
@@ -98,6 +101,7 @@ impl Default for RadiusConfig {
             duplicate_window_secs: 30,
             duplicate_cache_entries: 65_536,
             rate_limit_per_client: 0,
+            workers: 0,
         }
     }
 }
@@ -565,6 +569,12 @@ impl Config {
             return Err(ConfigError::invalid(
                 "radius.duplicate_window_secs",
                 "must be between 1 and 300 seconds",
+            ));
+        }
+        if r.workers > 256 {
+            return Err(ConfigError::invalid(
+                "radius.workers",
+                "must be at most 256",
             ));
         }
         if r.duplicate_cache_entries == 0 {

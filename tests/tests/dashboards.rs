@@ -16,13 +16,6 @@ use tollgate_tests::{
 /// Metrics used by the rules or the dashboard that no traffic from a test can produce;
 /// the test checks they are at least declared in `actors/src/metrics.rs`.
 const DECLARED_ONLY: &[(&str, &str)] = &[
-    // Counted only when a supervisor restarts an actor after a panic; the binary has no
-    // way to panic on purpose (tests/tests/supervision.rs covers restarts in-process,
-    // with the fault-injection feature).
-    (
-        "tollgate_actor_restarts_total",
-        "needs an actor to panic, which only the in-process fault injection can cause",
-    ),
     // Counted only when writing runtime state to SQLite fails (a full or read-only disk),
     // which a test cannot cause without breaking the data directory under the server.
     (

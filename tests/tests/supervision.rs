@@ -21,9 +21,25 @@ async fn a_panicking_client_actor_is_restarted_and_the_server_keeps_answering() 
     {
         let mut store = Store::open(&config.data_dir).unwrap();
         store.add_user("alice", Some(b"Secret123")).unwrap();
+        // Bob's first login needs the slow password check, which the client actor runs.
+        store.add_user("bob", Some(b"BobPass1")).unwrap();
         store
             .add_token(
                 "alice",
+                NewToken {
+                    params: TokenParams {
+                        kind: TokenKind::Hotp,
+                        algorithm: Algorithm::Sha1,
+                        digits: 6,
+                    },
+                    secret: zeroize::Zeroizing::new(SEED.to_vec()),
+                    counter: 0,
+                },
+            )
+            .unwrap();
+        store
+            .add_token(
+                "bob",
                 NewToken {
                     params: TokenParams {
                         kind: TokenKind::Hotp,
@@ -69,6 +85,13 @@ async fn a_panicking_client_actor_is_restarted_and_the_server_keeps_answering() 
 
     let r = tokio::task::spawn_blocking(move || {
         login(addr, "alice", &format!("Secret123{}", hotp_code(1)))
+    })
+    .await
+    .unwrap();
+    assert!(r.is("Access-Accept"), "{}", r.output);
+    // A login that needs the restarted actor (Argon2 on bob's first login) is answered too.
+    let r = tokio::task::spawn_blocking(move || {
+        login(addr, "bob", &format!("BobPass1{}", hotp_code(0)))
     })
     .await
     .unwrap();

@@ -1,31 +1,33 @@
-//! The actor of one RADIUS client (one NAS or concentrator).
+//! The actor of one RADIUS client (one NAS or concentrator): the part of the client's work
+//! that waits.
 //!
-//! It owns the client's secret and policy, its duplicate cache and its rate limit, and the
-//! reply buffer it encodes into. It verifies every request before trusting any of it,
-//! answers retransmits from the cache, runs CPU-only logins inline and hands slow steps
-//! away, and writes every reply, audit line and metric of its client.
+//! The UDP workers run every login that is CPU work alone. What would wait comes here with
+//! its admission permit: a password that only Argon2 can check (run on a blocking thread,
+//! at most one per core), a challenge session to open, or a challenge answer to hand to its
+//! session. When the outcome is known the actor encodes the reply with the client's core
+//! and sends it from the socket the request came in on.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Instant;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use metrics::{Counter, Histogram};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tollgate_engine::login::{reply_code, Outcome, RejectReason};
-use tollgate_engine::radius::{attr, encode_reply, verify_request, Code, Packet, Verified};
+use tollgate_engine::login::{Outcome, RejectReason};
+use tollgate_engine::radius::{verify_request, Packet};
 
 use super::login::{self, Decision, Progress};
 use super::session::Answer;
-use super::{ClientSettings, DedupKey, DuplicateCache, Job, Seen, SessionMsg, Shared};
-use crate::audit::AuditEvent;
+use super::{Job, SessionMsg, Shared};
 use crate::metrics as m;
 use crate::{unix_now, unix_now_ms};
 
 /// Messages of a [`ClientActor`].
 pub enum ClientMsg {
-    /// A datagram from this client, admitted by its gate.
-    Packet(Job),
+    /// A request the fast path could not finish, and where its login stands.
+    Continue {
+        /// The request.
+        job: Job,
+        /// What is left to do.
+        progress: Progress,
+    },
     /// A login that left the actor (slow password check, challenge session) is decided.
     Completed {
         /// The request.
@@ -33,10 +35,6 @@ pub enum ClientMsg {
         /// The decision.
         decision: Decision,
     },
-    /// A request entered in the duplicate cache will not be answered.
-    Abandoned(DedupKey),
-    /// The client's settings changed.
-    Reconfigure(Arc<ClientSettings>),
     /// Panics on purpose, to show supervision at work.
     #[cfg(feature = "fault-injection")]
     Panic,
@@ -45,80 +43,24 @@ pub enum ClientMsg {
 /// The actor of one RADIUS client.
 pub struct ClientActor;
 
-/// Start-up arguments of a [`ClientActor`].
-pub struct ClientActorArgs {
-    /// The client.
-    pub settings: Arc<ClientSettings>,
-    /// What all clients share.
-    pub shared: Arc<Shared>,
-}
-
-struct Meters {
-    accept: Counter,
-    reject: Counter,
-    challenge: Counter,
-    alive: Counter,
-    duplicates: Counter,
-    latency_accept: Histogram,
-    latency_reject: Histogram,
-    latency_challenge: Histogram,
-}
-
-impl Meters {
-    fn new(s: &ClientSettings) -> Self {
-        let client = s.name.to_string();
-        let mode = s.mode.as_str();
-        let reply = |result: &'static str| metrics::counter!(m::REPLIES_TOTAL, "client" => client.clone(), "mode" => mode, "result" => result);
-        let latency = |result: &'static str| metrics::histogram!(m::LATENCY_SECONDS, "client" => client.clone(), "result" => result);
-        Meters {
-            accept: reply("accept"),
-            reject: reply("reject"),
-            challenge: reply("challenge"),
-            alive: reply("alive"),
-            duplicates: metrics::counter!(m::DUPLICATES_TOTAL, "client" => client.clone()),
-            latency_accept: latency("accept"),
-            latency_reject: latency("reject"),
-            latency_challenge: latency("challenge"),
-        }
-    }
-}
-
 /// State of a [`ClientActor`].
 pub struct ClientActorState {
-    settings: Arc<ClientSettings>,
     shared: Arc<Shared>,
-    dedup: DuplicateCache,
-    limiter: Option<DefaultDirectRateLimiter>,
-    meters: Meters,
-    /// The reply buffer, reused for every reply so encoding does not allocate.
+    /// The reply buffer, reused for every reply.
     out: Vec<u8>,
-}
-
-fn limiter_for(rate: u32) -> Option<DefaultDirectRateLimiter> {
-    NonZeroU32::new(rate).map(|r| RateLimiter::direct(Quota::per_second(r)))
-}
-
-fn count_drop(client: &str, reason: &'static str) {
-    metrics::counter!(m::DROPPED_TOTAL, "client" => client.to_owned(), "reason" => reason)
-        .increment(1);
 }
 
 impl Actor for ClientActor {
     type Msg = ClientMsg;
     type State = ClientActorState;
-    type Arguments = ClientActorArgs;
+    type Arguments = Arc<Shared>;
 
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
-        args: ClientActorArgs,
+        shared: Arc<Shared>,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let shared = args.shared;
         Ok(ClientActorState {
-            dedup: DuplicateCache::new(shared.dedup_window, shared.dedup_entries),
-            limiter: limiter_for(args.settings.rate_limit),
-            meters: Meters::new(&args.settings),
-            settings: args.settings,
             shared,
             out: Vec::with_capacity(tollgate_engine::radius::MAX_PACKET_LEN),
         })
@@ -131,34 +73,10 @@ impl Actor for ClientActor {
         state: &mut ClientActorState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            ClientMsg::Packet(job) => state.on_packet(&myself, job).await,
-            ClientMsg::Completed { mut job, decision } => {
-                let bytes = std::mem::take(&mut job.bytes);
-                let verified = Packet::decode(&bytes).ok().and_then(|p| {
-                    verify_request(
-                        p,
-                        state.settings.secret.expose(),
-                        state.settings.require_message_authenticator,
-                    )
-                    .ok()
-                });
-                match verified {
-                    Some(v) => state.finish(&v, job, decision),
-                    // The secret changed while the login was out; the request cannot be
-                    // answered under the new one, and the NAS will retry.
-                    None => count_drop(&state.settings.name, "reconfigured"),
-                }
+            ClientMsg::Continue { job, progress } => {
+                state.continue_login(&myself, job, progress).await
             }
-            ClientMsg::Abandoned(key) => state.dedup.abandon(&key),
-            ClientMsg::Reconfigure(settings) => {
-                if settings.rate_limit != state.settings.rate_limit {
-                    state.limiter = limiter_for(settings.rate_limit);
-                }
-                if settings.name != state.settings.name || settings.mode != state.settings.mode {
-                    state.meters = Meters::new(&settings);
-                }
-                state.settings = settings;
-            }
+            ClientMsg::Completed { job, decision } => state.finish(job, &decision),
             #[cfg(feature = "fault-injection")]
             ClientMsg::Panic => panic!("fault injection: client actor asked to panic"),
         }
@@ -166,89 +84,38 @@ impl Actor for ClientActor {
     }
 }
 
+fn reject(user: String, reason: RejectReason) -> Decision {
+    Decision {
+        outcome: Outcome::Reject(reason),
+        state: None,
+        user,
+    }
+}
+
 impl ClientActorState {
-    async fn on_packet(&mut self, myself: &ActorRef<ClientMsg>, mut job: Job) {
-        let name = Arc::clone(&self.settings.name);
-        let bytes = std::mem::take(&mut job.bytes);
-        let packet = match Packet::decode(&bytes) {
-            Ok(p) => p,
-            Err(e) => return count_drop(&name, e.as_str()),
-        };
-        let verified = match verify_request(
-            packet,
-            self.settings.secret.expose(),
-            self.settings.require_message_authenticator,
-        ) {
-            Ok(v) => v,
-            Err(e) => return count_drop(&name, e.as_str()),
-        };
-        match packet.code() {
-            Code::StatusServer => {
-                metrics::counter!(m::REQUESTS_TOTAL, "client" => name.to_string(), "code" => "status_server").increment(1);
-                let decision = Decision {
-                    outcome: Outcome::Alive,
-                    state: None,
-                    user: String::new(),
-                };
-                return self.finish(&verified, job, decision);
-            }
-            Code::AccessRequest => {}
-            _ => return count_drop(&name, "unsupported_code"),
-        }
-        let key = DedupKey {
-            peer: job.peer,
-            identifier: packet.identifier(),
-            authenticator: *packet.authenticator(),
-        };
-        match self.dedup.begin(key, job.received) {
-            Seen::New => {}
-            Seen::InProgress => {
-                self.meters.duplicates.increment(1);
-                return;
-            }
-            Seen::Answered(reply) => {
-                self.meters.duplicates.increment(1);
-                send(&job, reply);
-                return;
-            }
-        }
-        if let Some(limiter) = &self.limiter {
-            if limiter.check().is_err() {
-                self.dedup.abandon(&key);
-                return count_drop(&name, "rate_limited");
-            }
-        }
-        job.mark_pending(myself.clone(), key);
+    async fn continue_login(&mut self, myself: &ActorRef<ClientMsg>, job: Job, progress: Progress) {
         let now = unix_now();
-        let progress = login::start(&self.shared, &self.settings, &verified, now, unix_now_ms());
         match progress {
-            Progress::Done(decision) => self.finish(&verified, job, decision),
-            Progress::OpenChallenge { name: user } => {
+            Progress::Done(decision) => self.finish(job, &decision),
+            Progress::OpenChallenge { name } => {
                 let decision = self
                     .shared
                     .sessions
-                    .open(&self.shared, &self.settings.name, &user, now)
+                    .open(&self.shared, &job.core.settings.name, &name, now)
                     .await;
-                self.finish(&verified, job, decision);
+                self.finish(job, &decision);
             }
             Progress::SlowPassword {
                 user,
-                name: user_name,
+                name,
                 password,
                 then,
             } => {
                 let Ok(permit) = Arc::clone(&self.shared.slow_gate).try_acquire_owned() else {
                     metrics::counter!(m::SHED_TOTAL, "gate" => "password_check").increment(1);
-                    let decision = Decision {
-                        outcome: Outcome::Reject(RejectReason::Overloaded),
-                        state: None,
-                        user: user_name,
-                    };
-                    return self.finish(&verified, job, decision);
+                    return self.finish(job, &reject(name, RejectReason::Overloaded));
                 };
-                job.bytes = bytes.clone();
                 let shared = Arc::clone(&self.shared);
-                let client = Arc::clone(&self.settings.name);
                 let me = myself.clone();
                 tokio::spawn(async move {
                     let _admitted = permit;
@@ -264,35 +131,33 @@ impl ClientActorState {
                     };
                     metrics::counter!(m::PASSWORD_CHECKS_TOTAL, "path" => "argon2", "result" => if ok { "good" } else { "bad" }).increment(1);
                     let now = unix_now();
-                    let decision =
-                        match login::after_password(&shared, &user, &user_name, ok, then, now) {
-                            Progress::Done(d) => d,
-                            Progress::OpenChallenge { name } => {
-                                shared.sessions.open(&shared, &client, &name, now).await
-                            }
-                            // after_password only decides or opens a challenge.
-                            _ => Decision {
-                                outcome: Outcome::Reject(RejectReason::Malformed),
-                                state: None,
-                                user: user_name,
-                            },
-                        };
+                    let decision = match login::after_password(&shared, &user, &name, ok, then, now)
+                    {
+                        Progress::OpenChallenge { name } => {
+                            shared
+                                .sessions
+                                .open(&shared, &job.core.settings.name, &name, now)
+                                .await
+                        }
+                        Progress::Done(d) => d,
+                        // after_password only decides or opens a challenge.
+                        _ => reject(name, RejectReason::Malformed),
+                    };
                     if let Err(err) = me.cast(ClientMsg::Completed { job, decision }) {
-                        // The actor was restarted meanwhile; the job is dropped with the
-                        // message, and the NAS retransmits.
+                        // The actor was restarted meanwhile; dropping the job frees its
+                        // duplicate-cache entry and the NAS retransmits.
                         tracing::debug!(%err, "client actor gone before a slow login completed");
                     }
                 });
             }
             Progress::Answer {
                 session,
-                name: user_name,
+                name,
                 passcode,
             } => {
-                job.bytes = bytes.clone();
                 let answer = SessionMsg::Answer(Box::new(Answer {
-                    client: Arc::clone(&self.settings.name),
-                    user: user_name.clone(),
+                    client: Arc::clone(&job.core.settings.name),
+                    user: name.clone(),
                     passcode,
                     job,
                     reply_to: myself.clone(),
@@ -300,95 +165,45 @@ impl ClientActorState {
                 if let Err(ractor::MessagingErr::SendErr(SessionMsg::Answer(answer))) =
                     session.cast(answer)
                 {
-                    let job = answer.job;
-                    let decision = Decision {
-                        outcome: Outcome::Reject(RejectReason::UnknownState),
-                        state: None,
-                        user: user_name,
-                    };
-                    self.finish(&verified, job, decision);
+                    self.finish(answer.job, &reject(name, RejectReason::UnknownState));
                 }
             }
         }
     }
 
-    /// Encodes and sends the reply to a decided request, remembers it for retransmits,
-    /// and records the audit line and metrics.
-    fn finish(&mut self, request: &Verified<'_>, mut job: Job, decision: Decision) {
-        let Some(code) = reply_code(request.code(), decision.outcome) else {
+    /// Encodes, records and sends the reply to a decided job.
+    fn finish(&mut self, mut job: Job, decision: &Decision) {
+        let core = Arc::clone(&job.core);
+        let key = job.settle();
+        let bytes = std::mem::take(&mut job.bytes);
+        let settings = &core.settings;
+        let Some(verified) = Packet::decode(&bytes).ok().and_then(|p| {
+            verify_request(
+                p,
+                settings.secret.expose(),
+                settings.require_message_authenticator,
+            )
+            .ok()
+        }) else {
+            // The fast path verified these same bytes with this same core; this cannot fail.
+            tracing::error!(client = %settings.name, "a handed-over request no longer verifies");
+            if let Some(key) = key {
+                core.dedup().abandon(&key);
+            }
             return;
         };
-        let mut attrs: [(u8, &[u8]); 2] = [(0, &[]), (0, &[])];
-        let mut n = 0;
-        if let (Outcome::Challenge, Some(state)) = (decision.outcome, &decision.state) {
-            attrs[0] = (attr::STATE, state.as_slice());
-            attrs[1] = (
-                attr::REPLY_MESSAGE,
-                self.shared.challenge_message.as_bytes(),
-            );
-            n = 2;
-        }
-        if let Err(e) = encode_reply(
+        if core.finish(
+            &self.shared,
+            &verified,
+            job.peer,
+            job.received,
+            key,
+            decision,
             &mut self.out,
-            code,
-            request,
-            self.settings.secret.expose(),
-            &attrs[..n],
         ) {
-            tracing::error!(client = %self.settings.name, error = %e, "cannot encode a reply");
-            return;
-        }
-        send(&job, &self.out);
-        let now = Instant::now();
-        if let Some(key) = job.settle() {
-            self.dedup.finish(key, &self.out, now);
-        }
-        let latency = now.saturating_duration_since(job.received);
-        let meters = &self.meters;
-        match decision.outcome {
-            Outcome::Accept => {
-                meters.accept.increment(1);
-                meters.latency_accept.record(latency.as_secs_f64());
-            }
-            Outcome::Reject(reason) => {
-                meters.reject.increment(1);
-                meters.latency_reject.record(latency.as_secs_f64());
-                metrics::counter!(m::REJECTS_TOTAL, "client" => self.settings.name.to_string(), "reason" => reason.as_str()).increment(1);
-            }
-            Outcome::Challenge => {
-                meters.challenge.increment(1);
-                meters.latency_challenge.record(latency.as_secs_f64());
-            }
-            Outcome::Alive => {
-                meters.alive.increment(1);
-                return;
+            if let Err(e) = job.socket.send_to(&self.out, job.peer) {
+                tracing::debug!(peer = %job.peer, error = %e, "reply not sent");
             }
         }
-        self.shared.audit.record(&AuditEvent {
-            user: &decision.user,
-            client: &self.settings.name,
-            peer: job.peer.ip(),
-            mode: self.settings.mode,
-            outcome: decision.outcome,
-            latency,
-        });
-    }
-}
-
-/// Sends a reply without waiting: a full socket buffer hands the send to a task.
-fn send(job: &Job, bytes: &[u8]) {
-    match job.socket.try_send_to(bytes, job.peer) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-            let socket = Arc::clone(&job.socket);
-            let peer = job.peer;
-            let bytes = bytes.to_vec();
-            tokio::spawn(async move {
-                if let Err(e) = socket.send_to(&bytes, peer).await {
-                    tracing::debug!(%peer, error = %e, "reply not sent");
-                }
-            });
-        }
-        Err(e) => tracing::debug!(peer = %job.peer, error = %e, "reply not sent"),
     }
 }

@@ -1,16 +1,14 @@
-//! A request on its way through the server, and the settings of the client it came from.
+//! A request that left the fast path, and the settings of the client it came from.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Instant;
 
-use ractor::ActorRef;
-use tokio::net::UdpSocket;
 use tokio::sync::OwnedSemaphorePermit;
 use tollgate_config::{ClientAddress, SharedSecret};
 use tollgate_engine::login::LoginMode;
 
-use super::{ClientMsg, DedupKey};
+use super::{ClientCore, DedupKey};
 
 /// Everything the server needs to know about one RADIUS client.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,12 +27,12 @@ pub struct ClientSettings {
     pub rate_limit: u32,
 }
 
-/// One received request, from admission to reply.
+/// One request handed from a UDP worker to its client's actor, until it is answered.
 ///
-/// The admission permit inside is what bounds the work queued for a client: it is released
-/// when the job is dropped, answered or not. A job that is dropped unanswered after it was
-/// entered in the duplicate cache tells its client actor, so that a retransmit is worked on
-/// again instead of waiting for a reply that will never come.
+/// The admission permit inside bounds the work queued for a client: it is released when
+/// the job is dropped, answered or not. A job dropped unanswered takes its entry out of the
+/// duplicate cache, so that the NAS's retransmit is worked on afresh instead of being
+/// joined to a request that will never be answered.
 pub struct Job {
     /// The datagram.
     pub bytes: Vec<u8>,
@@ -44,44 +42,44 @@ pub struct Job {
     pub socket: Arc<UdpSocket>,
     /// When it was received.
     pub received: Instant,
+    /// The client core it was verified with (its secret verifies the reply too).
+    pub core: Arc<ClientCore>,
     permit: Option<OwnedSemaphorePermit>,
-    pending: Option<(ActorRef<ClientMsg>, DedupKey)>,
+    pending: Option<DedupKey>,
 }
 
 impl Job {
-    /// A job holding an admission permit.
+    /// A job for a datagram entered in `core`'s duplicate cache under `key`.
     pub fn new(
         bytes: Vec<u8>,
         peer: SocketAddr,
         socket: Arc<UdpSocket>,
+        received: Instant,
+        core: Arc<ClientCore>,
+        key: DedupKey,
         permit: Option<OwnedSemaphorePermit>,
     ) -> Self {
         Job {
             bytes,
             peer,
             socket,
-            received: Instant::now(),
+            received,
+            core,
             permit,
-            pending: None,
+            pending: Some(key),
         }
     }
 
-    /// Marks the job as entered in `owner`'s duplicate cache under `key`.
-    pub fn mark_pending(&mut self, owner: ActorRef<ClientMsg>, key: DedupKey) {
-        self.pending = Some((owner, key));
-    }
-
-    /// Marks the job as answered: dropping it no longer abandons anything.
+    /// Marks the job as answered and returns its duplicate-cache key.
     pub fn settle(&mut self) -> Option<DedupKey> {
-        self.pending.take().map(|(_, key)| key)
+        self.pending.take()
     }
 }
 
 impl Drop for Job {
     fn drop(&mut self) {
-        if let Some((owner, key)) = self.pending.take() {
-            // The owner may be gone (restarted); then its cache went with it.
-            let _ = owner.cast(ClientMsg::Abandoned(key));
+        if let Some(key) = self.pending.take() {
+            self.core.dedup().abandon(&key);
         }
         drop(self.permit.take());
     }

@@ -1,5 +1,6 @@
 //! The supervisor of the client actors: it starts one per client, restarts one that
-//! fails, follows changes to the client list, and publishes the client table.
+//! fails, follows changes to the client list, and publishes the client table that the UDP
+//! workers read.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,8 +9,7 @@ use arc_swap::ArcSwap;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::Semaphore;
 
-use super::client::ClientActorArgs;
-use super::{ClientActor, ClientMsg, ClientSettings, ClientSlot, ClientTable, Shared};
+use super::{ClientActor, ClientCore, ClientSettings, ClientSlot, ClientTable, Shared};
 use crate::metrics as m;
 
 /// Messages of the [`RadiusSupervisor`].
@@ -49,22 +49,25 @@ impl RadiusSupervisorState {
     async fn spawn_client(
         &mut self,
         myself: &ActorRef<RadiusSupervisorMsg>,
-        settings: Arc<ClientSettings>,
+        core: Arc<ClientCore>,
         gate: Arc<Semaphore>,
     ) -> Result<(), ActorProcessingErr> {
-        let args = ClientActorArgs {
-            settings: Arc::clone(&settings),
-            shared: Arc::clone(&self.shared),
-        };
-        let (actor, _) = Actor::spawn_linked(None, ClientActor, args, myself.get_cell()).await?;
-        self.by_actor
-            .insert(actor.get_id(), Arc::clone(&settings.name));
+        let (actor, _) = Actor::spawn_linked(
+            None,
+            ClientActor,
+            Arc::clone(&self.shared),
+            myself.get_cell(),
+        )
+        .await?;
+        let name = Arc::clone(&core.settings.name);
+        self.by_actor.insert(actor.get_id(), Arc::clone(&name));
         self.slots.insert(
-            Arc::clone(&settings.name),
+            name,
             Arc::new(ClientSlot {
-                settings,
+                core,
                 actor,
                 gate,
+                capacity: self.max_in_flight as usize,
             }),
         );
         Ok(())
@@ -99,15 +102,15 @@ impl RadiusSupervisorState {
         }
         for (name, settings) in wanted {
             match self.slots.get(&name) {
-                Some(slot) if slot.settings == settings => {}
+                Some(slot) if slot.core.settings == settings => {}
                 Some(slot) => {
-                    let _ = slot
-                        .actor
-                        .cast(ClientMsg::Reconfigure(Arc::clone(&settings)));
+                    // New settings make a new core (and an empty duplicate cache); requests
+                    // in flight finish with the core they were verified with.
                     let updated = Arc::new(ClientSlot {
-                        settings,
+                        core: Arc::new(ClientCore::new(settings, &self.shared)),
                         actor: slot.actor.clone(),
                         gate: Arc::clone(&slot.gate),
+                        capacity: slot.capacity,
                     });
                     self.slots.insert(name.clone(), updated);
                     tracing::info!(client = %name, "RADIUS client updated");
@@ -115,7 +118,8 @@ impl RadiusSupervisorState {
                 None => {
                     let gate = Arc::new(Semaphore::new(self.max_in_flight as usize));
                     tracing::info!(client = %name, address = %settings.address, mode = %settings.mode, "RADIUS client added");
-                    self.spawn_client(myself, settings, gate).await?;
+                    let core = Arc::new(ClientCore::new(settings, &self.shared));
+                    self.spawn_client(myself, core, gate).await?;
                 }
             }
         }
@@ -156,7 +160,7 @@ impl Actor for RadiusSupervisor {
             #[cfg(feature = "fault-injection")]
             RadiusSupervisorMsg::CrashClient(name) => {
                 if let Some(slot) = state.slots.get(name.as_str()) {
-                    let _ = slot.actor.cast(ClientMsg::Panic);
+                    let _ = slot.actor.cast(super::ClientMsg::Panic);
                 }
             }
         }
@@ -180,7 +184,7 @@ impl Actor for RadiusSupervisor {
                     // The gate is kept: permits held by jobs of the failed actor come back
                     // as those jobs are dropped.
                     state
-                        .spawn_client(&myself, Arc::clone(&slot.settings), Arc::clone(&slot.gate))
+                        .spawn_client(&myself, Arc::clone(&slot.core), Arc::clone(&slot.gate))
                         .await?;
                     state.publish();
                 }

@@ -1,7 +1,7 @@
-//! The client table: which client actor a datagram goes to, by its source address.
+//! The client table: which client a datagram belongs to, by its source address.
 //!
 //! It is rebuilt whole when clients change or an actor is restarted and published through
-//! an `ArcSwap`, so listeners read it without a lock.
+//! an `ArcSwap`, so the UDP workers read it without a lock.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -11,16 +11,18 @@ use ipnet::IpNet;
 use ractor::ActorRef;
 use tokio::sync::Semaphore;
 
-use super::{ClientMsg, ClientSettings};
+use super::{ClientCore, ClientMsg};
 
-/// One client as the listeners see it.
+/// One client as the UDP workers see it.
 pub struct ClientSlot {
-    /// Its settings.
-    pub settings: Arc<ClientSettings>,
-    /// Its actor.
+    /// Settings, duplicate cache, rate limit and meters.
+    pub core: Arc<ClientCore>,
+    /// The actor that runs the client's slow steps.
     pub actor: ActorRef<ClientMsg>,
-    /// Its admission gate: requests admitted and not yet answered.
+    /// Admission to that actor: requests handed over and not yet answered.
     pub gate: Arc<Semaphore>,
+    /// The gate's size.
+    pub capacity: usize,
 }
 
 /// Clients by source address: exact hosts first, then networks, longest prefix first.
@@ -35,7 +37,7 @@ impl ClientTable {
     pub fn new(slots: impl IntoIterator<Item = Arc<ClientSlot>>) -> Self {
         let mut table = ClientTable::default();
         for slot in slots {
-            let net = slot.settings.address.0;
+            let net = slot.core.settings.address.0;
             if net.prefix_len() == net.max_prefix_len() {
                 table.hosts.insert(net.addr(), slot);
             } else {

@@ -1,0 +1,245 @@
+//! The UDP workers: the fast path of every request.
+//!
+//! Each worker is an OS thread with its own socket bound to the listening address with
+//! `SO_REUSEPORT`, so the kernel spreads NASes (by source address and port) over the
+//! workers and no two threads contend for one socket. A worker receives a datagram, finds
+//! its client, verifies, deduplicates and decodes it, and runs the login inline: with the
+//! password in the verified-credential cache, everything is CPU work of a few
+//! microseconds, and the reply leaves from the same thread. Only what would wait — an
+//! Argon2 check, opening or answering a challenge session — is handed to the client's
+//! actor, behind the client's admission gate.
+//!
+//! Nothing here is queued: a worker that is busy leaves datagrams in its socket buffer,
+//! where the kernel drops the excess (and counts it) under overload.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use socket2::{Domain, Protocol, Socket, Type};
+use tollgate_engine::radius::{verify_request, Code, Packet, MAX_PACKET_LEN};
+
+use super::core::count_drop;
+use super::login::{self, Decision, Progress};
+use super::{ClientMsg, ClientTable, DedupKey, Job, Seen, Shared};
+use crate::metrics as m;
+use crate::{unix_now, unix_now_ms};
+
+/// How often a worker looks at the stop flag while its socket is idle.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Receive buffer asked of the kernel per socket: room for bursts while a worker is busy.
+const RECV_BUFFER: usize = 4 << 20;
+
+/// What every worker shares.
+pub struct WorkerContext {
+    /// Clients by source address.
+    pub table: Arc<ArcSwap<ClientTable>>,
+    /// What logins share.
+    pub shared: Arc<Shared>,
+    /// Set to stop the workers.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Binds `count` sockets to `addr` with `SO_REUSEPORT`. With port 0, the first socket picks
+/// the port and the others join it.
+pub fn bind_sockets(addr: SocketAddr, count: usize) -> std::io::Result<Vec<Arc<UdpSocket>>> {
+    let mut sockets = Vec::with_capacity(count.max(1));
+    let mut bind_to = addr;
+    for _ in 0..count.max(1) {
+        let socket = Socket::new(
+            Domain::for_address(bind_to),
+            Type::DGRAM,
+            Some(Protocol::UDP),
+        )?;
+        socket.set_reuse_port(true)?;
+        if bind_to.is_ipv6() {
+            // Serve IPv4 too on a wildcard IPv6 address, as a dual-stack listener is expected to.
+            let _ = socket.set_only_v6(false);
+        }
+        // The kernel may grant less than asked; that only shortens the burst it absorbs.
+        let _ = socket.set_recv_buffer_size(RECV_BUFFER);
+        socket.bind(&bind_to.into())?;
+        let socket: UdpSocket = socket.into();
+        socket.set_read_timeout(Some(POLL))?;
+        bind_to = socket.local_addr()?;
+        sockets.push(Arc::new(socket));
+    }
+    Ok(sockets)
+}
+
+/// Starts one worker thread per socket.
+pub fn spawn_workers(
+    sockets: &[Arc<UdpSocket>],
+    ctx: &Arc<WorkerContext>,
+) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+    sockets
+        .iter()
+        .enumerate()
+        .map(|(i, socket)| {
+            let socket = Arc::clone(socket);
+            let ctx = Arc::clone(ctx);
+            std::thread::Builder::new()
+                .name(format!("tollgate-udp-{i}"))
+                .spawn(move || run_worker(&socket, &ctx))
+        })
+        .collect()
+}
+
+fn run_worker(socket: &Arc<UdpSocket>, ctx: &WorkerContext) {
+    let mut buf = vec![0u8; MAX_PACKET_LEN];
+    let mut out = Vec::with_capacity(MAX_PACKET_LEN);
+    let panics = metrics::counter!(m::ACTOR_RESTARTS_TOTAL, "kind" => "udp_worker");
+    while !ctx.stop.load(Ordering::Relaxed) {
+        let (n, peer) = match socket.recv_from(&mut buf) {
+            Ok(x) => x,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(e) => {
+                // ICMP errors of earlier sends surface here; they say nothing about the
+                // next datagram.
+                tracing::debug!(error = %e, "receive error");
+                continue;
+            }
+        };
+        let received = Instant::now();
+        // A bug that panics on one datagram must not take the listener down with it: the
+        // datagram is dropped, the panic counted and logged, and the worker goes on.
+        let replied = catch_unwind(AssertUnwindSafe(|| {
+            handle(ctx, socket, &buf[..n], peer, received, &mut out)
+        }));
+        match replied {
+            Ok(true) => {
+                if let Err(e) = socket.send_to(&out, peer) {
+                    tracing::debug!(%peer, error = %e, "reply not sent");
+                }
+            }
+            Ok(false) => {}
+            Err(_) => {
+                panics.increment(1);
+                tracing::error!(%peer, "a UDP worker panicked on a datagram; it was dropped");
+            }
+        }
+    }
+}
+
+/// Works on one datagram. Returns true when `out` holds a reply to send to `peer`.
+fn handle(
+    ctx: &WorkerContext,
+    socket: &Arc<UdpSocket>,
+    datagram: &[u8],
+    peer: SocketAddr,
+    received: Instant,
+    out: &mut Vec<u8>,
+) -> bool {
+    let table = ctx.table.load();
+    let Some(slot) = table.lookup(peer.ip()) else {
+        count_drop("unknown", "unknown_client");
+        return false;
+    };
+    let core = &slot.core;
+    let settings = &core.settings;
+    let packet = match Packet::decode(datagram) {
+        Ok(p) => p,
+        Err(e) => {
+            count_drop(&settings.name, e.as_str());
+            return false;
+        }
+    };
+    let verified = match verify_request(
+        packet,
+        settings.secret.expose(),
+        settings.require_message_authenticator,
+    ) {
+        Ok(v) => v,
+        Err(e) => {
+            count_drop(&settings.name, e.as_str());
+            return false;
+        }
+    };
+    let shared = &ctx.shared;
+    match packet.code() {
+        Code::StatusServer => {
+            let alive = Decision {
+                outcome: tollgate_engine::login::Outcome::Alive,
+                state: None,
+                user: String::new(),
+            };
+            return core.finish(shared, &verified, peer, received, None, &alive, out);
+        }
+        Code::AccessRequest => {}
+        _ => {
+            count_drop(&settings.name, "unsupported_code");
+            return false;
+        }
+    }
+    core.count_request();
+    let key = DedupKey {
+        peer,
+        identifier: packet.identifier(),
+        authenticator: *packet.authenticator(),
+    };
+    {
+        let mut dedup = core.dedup();
+        match dedup.begin(key, received) {
+            Seen::New => {}
+            Seen::InProgress => {
+                core.meters.duplicates.increment(1);
+                return false;
+            }
+            Seen::Answered(reply) => {
+                core.meters.duplicates.increment(1);
+                out.clear();
+                out.extend_from_slice(reply);
+                return true;
+            }
+        }
+    }
+    if !core.admit_rate() {
+        core.dedup().abandon(&key);
+        count_drop(&settings.name, "rate_limited");
+        return false;
+    }
+    match login::start(shared, settings, &verified, unix_now(), unix_now_ms()) {
+        Progress::Done(decision) => {
+            core.finish(shared, &verified, peer, received, Some(key), &decision, out)
+        }
+        progress => {
+            let Ok(permit) = Arc::clone(&slot.gate).try_acquire_owned() else {
+                core.dedup().abandon(&key);
+                metrics::counter!(m::SHED_TOTAL, "gate" => "client").increment(1);
+                return false;
+            };
+            metrics::gauge!(m::IN_FLIGHT, "client" => settings.name.to_string())
+                .set((slot.capacity - slot.gate.available_permits()) as f64);
+            let job = Job::new(
+                datagram.to_vec(),
+                peer,
+                Arc::clone(socket),
+                received,
+                Arc::clone(core),
+                key,
+                Some(permit),
+            );
+            if slot
+                .actor
+                .cast(ClientMsg::Continue { job, progress })
+                .is_err()
+            {
+                // The job came back inside the error and was dropped there, which took its
+                // entry out of the duplicate cache; the NAS will retransmit.
+                count_drop(&settings.name, "actor_down");
+            }
+            false
+        }
+    }
+}
