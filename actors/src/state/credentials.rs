@@ -4,7 +4,9 @@
 //! it under a key drawn at start-up and never written anywhere. A later login computes the
 //! same HMAC (about a microsecond) and compares in constant time. The entry is bound to the
 //! hash it was verified against, so a password change voids it even before the change is
-//! seen, and it expires after a TTL.
+//! seen, and it expires after a TTL. Each entry's TTL is cut by a random part of up to a
+//! quarter, so that users who logged in together (after a restart, say) do not all need
+//! Argon2 again in the same second.
 
 use std::sync::Arc;
 
@@ -71,9 +73,10 @@ impl CredentialCache {
         if self.ttl_ms == 0 {
             return;
         }
+        let jitter = rand::Rng::gen_range(&mut rand::thread_rng(), 0..=self.ttl_ms / 4);
         let entry = Entry {
             mac: self.mac(user_id, password),
-            expires_ms: now_ms.saturating_add(self.ttl_ms),
+            expires_ms: now_ms.saturating_add(self.ttl_ms - jitter),
             hash: Arc::clone(hash),
         };
         self.entries.insert(user_id, entry);
@@ -110,7 +113,8 @@ mod tests {
         let hash: Arc<str> = Arc::from("$argon2id$h1");
         assert!(!cache.check(1, &hash, b"pw", 0));
         cache.remember(1, &hash, b"pw", 0);
-        assert!(cache.check(1, &hash, b"pw", 9_999));
+        // The TTL is 10 s less up to a quarter of it.
+        assert!(cache.check(1, &hash, b"pw", 7_499));
         assert!(!cache.check(1, &hash, b"pW", 1));
         assert!(!cache.check(2, &hash, b"pw", 1));
         assert!(!cache.check(1, &hash, b"pw", 10_000));

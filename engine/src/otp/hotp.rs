@@ -45,6 +45,52 @@ pub(crate) fn hotp_checked(
     })
 }
 
+/// An HMAC keyed once for one token, to compute the codes of many counters.
+///
+/// Keying HMAC hashes the inner and outer pads; doing it once per verification instead of
+/// once per candidate counter halves the hashing of a window, which is most of the cost of
+/// a passcode check.
+#[derive(Clone)]
+pub(crate) enum KeyedHmac {
+    Sha1(Hmac<Sha1>),
+    Sha256(Hmac<Sha256>),
+    Sha512(Hmac<Sha512>),
+}
+
+impl KeyedHmac {
+    /// Keys the HMAC of `algorithm` with `key`; `None` only if HMAC refused the key.
+    pub(crate) fn new(key: &[u8], algorithm: Algorithm) -> Option<KeyedHmac> {
+        Some(match algorithm {
+            Algorithm::Sha1 => KeyedHmac::Sha1(<Hmac<Sha1> as Mac>::new_from_slice(key).ok()?),
+            Algorithm::Sha256 => {
+                KeyedHmac::Sha256(<Hmac<Sha256> as Mac>::new_from_slice(key).ok()?)
+            }
+            Algorithm::Sha512 => {
+                KeyedHmac::Sha512(<Hmac<Sha512> as Mac>::new_from_slice(key).ok()?)
+            }
+        })
+    }
+
+    /// The HOTP value at `counter`, as [`hotp_checked`] computes it.
+    pub(crate) fn value(&self, counter: u64, digits: u8) -> Option<u32> {
+        fn run<M: Mac + Clone>(mac: &M, message: &[u8]) -> Option<u32> {
+            let mut mac = mac.clone();
+            mac.update(message);
+            dynamic_truncation(&mac.finalize().into_bytes())
+        }
+        let message = counter.to_be_bytes();
+        let truncated = match self {
+            KeyedHmac::Sha1(m) => run(m, &message)?,
+            KeyedHmac::Sha256(m) => run(m, &message)?,
+            KeyedHmac::Sha512(m) => run(m, &message)?,
+        };
+        Some(match 10u32.checked_pow(u32::from(digits)) {
+            Some(modulus) => truncated % modulus,
+            None => truncated,
+        })
+    }
+}
+
 /// HMACs `message` under `key` with the MAC `M` and applies RFC 4226 dynamic truncation.
 fn truncate_with<M: Mac + hmac::digest::KeyInit>(key: &[u8], message: &[u8]) -> Option<u32> {
     let mut mac = <M as Mac>::new_from_slice(key).ok()?;

@@ -6,9 +6,9 @@
 //! does not tell an attacker which counter (if any) their guess was close to. Only the
 //! final verdict, which the attacker learns anyway, is branched on.
 
-use subtle::{Choice, ConditionallySelectable, ConstantTimeEq, ConstantTimeGreater};
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
-use super::hotp::{hotp_checked, totp_counter};
+use super::hotp::{totp_counter, KeyedHmac};
 use super::{RejectReason, TokenKind, TokenParams, TokenState, Verdict, VerifyPolicy};
 
 /// The highest counter that may ever be accepted. `u64::MAX` itself is left unused so that
@@ -74,18 +74,31 @@ pub fn verify(
         }
     };
 
+    let Some(mac) = KeyedHmac::new(key, params.algorithm) else {
+        return Verdict::Rejected(RejectReason::NoMatch);
+    };
+    // The fresh part of the window (counters that may still be accepted) is always
+    // computed and compared in full, without an early exit, so the time taken does not
+    // tell which counter matched or whether one did.
     let mut accepted = Choice::from(0);
     let mut accepted_counter = 0u64;
-    let mut replayed = Choice::from(0);
-    for counter in first..=last.min(LAST_USABLE) {
-        let matches = candidate_matches(key, params, counter, submitted);
-        let fresh = !next.ct_gt(&counter);
+    let fresh_first = first.max(next);
+    for counter in fresh_first..=last.min(LAST_USABLE) {
+        let matches = candidate_matches(&mac, params, counter, submitted);
         // Counters are visited in increasing order, so taking a match only while nothing
         // has been taken yet selects the lowest fresh one.
-        let take = matches & fresh & !accepted;
+        let take = matches & !accepted;
         accepted_counter.conditional_assign(&counter, take);
         accepted |= take;
-        replayed |= matches & !fresh;
+    }
+    // Counters below `next_counter` can never be accepted; they are checked only after a
+    // refusal, to tell a replay from a wrong code in the audit trail. The submitter learns
+    // nothing from that extra time that the refusal did not already say.
+    let mut replayed = Choice::from(0);
+    if !bool::from(accepted) {
+        for counter in first..fresh_first.min(last.saturating_add(1)).min(LAST_USABLE + 1) {
+            replayed |= candidate_matches(&mac, params, counter, submitted);
+        }
     }
 
     if bool::from(accepted) {
@@ -150,18 +163,22 @@ pub fn resync(
         return None;
     }
 
+    let mac = KeyedHmac::new(key, params.algorithm)?;
     let mut found = Choice::from(0);
     let mut found_counter = 0u64;
     // Whether the counter before the current one produced `code1`; each HMAC is computed
     // once and serves as the second code of one pair and the first code of the next.
     let mut previous_was_first = Choice::from(0);
     for counter in first..=last {
-        let is_second = candidate_matches(key, params, counter, second_code);
+        let (is_first, is_second) = match mac.value(counter, params.digits) {
+            Some(value) => (value.ct_eq(&first_code), value.ct_eq(&second_code)),
+            None => (Choice::from(0), Choice::from(0)),
+        };
         let take = previous_was_first & is_second & !found;
         // `counter > first` whenever `previous_was_first` is set, so this cannot wrap.
         found_counter.conditional_assign(&counter.wrapping_sub(1), take);
         found |= take;
-        previous_was_first = candidate_matches(key, params, counter, first_code);
+        previous_was_first = is_first;
     }
 
     if !bool::from(found) {
@@ -193,8 +210,13 @@ fn parse_code(code: &[u8], digits: u8) -> Option<u32> {
 
 /// Whether the code at `counter` equals `submitted`, as a constant-time choice. A failed
 /// HMAC set-up matches nothing, so it can never turn into an accepted code.
-fn candidate_matches(key: &[u8], params: &TokenParams, counter: u64, submitted: u32) -> Choice {
-    match hotp_checked(key, counter, params.algorithm, params.digits) {
+fn candidate_matches(
+    mac: &KeyedHmac,
+    params: &TokenParams,
+    counter: u64,
+    submitted: u32,
+) -> Choice {
+    match mac.value(counter, params.digits) {
         Some(value) => value.ct_eq(&submitted),
         None => Choice::from(0),
     }
