@@ -35,7 +35,9 @@ fn init_logging(config: &Config) -> tracing_appender::non_blocking::WorkerGuard 
         .lossy(true)
         .buffered_lines_limit(65_536)
         .thread_name("tollgate-log")
-        .finish(std::io::stderr());
+        // Buffered: the writer thread drains every waiting line, then flushes once, so a
+        // busy server writes its log in few large writes instead of one per line.
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
