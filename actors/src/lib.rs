@@ -11,6 +11,7 @@
 pub mod audit;
 pub mod cli;
 pub mod metrics;
+pub mod process;
 pub mod radius;
 pub mod server;
 pub mod state;

@@ -42,3 +42,14 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 /// Audit records lost by a sink, by `sink` (file, syslog) and `reason` (queue_full: the
 /// sink fell behind; send_failed: the receiver could not be reached or the send failed).
 pub const AUDIT_DROPPED_TOTAL: &str = "tollgate_audit_dropped_total";
+
+/// CPU time of the process, user and system (the usual Prometheus process metric).
+pub const PROCESS_CPU_SECONDS_TOTAL: &str = "process_cpu_seconds_total";
+/// Resident memory of the process.
+pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "process_resident_memory_bytes";
+/// Open file descriptors of the process.
+pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
+/// Threads of the process.
+pub const PROCESS_THREADS: &str = "process_threads";
+/// Start time of the process, in seconds since the Unix epoch.
+pub const PROCESS_START_TIME_SECONDS: &str = "process_start_time_seconds";

@@ -74,6 +74,21 @@ fn metrics_count_replies_and_every_dropped_request() {
         1.0,
     );
     assert!(text.contains("tollgate_radius_request_duration_seconds_bucket{client=\"nas1\",result=\"accept\",le=\"0.001\"}"), "{text}");
+    // Process figures: a live server has memory, threads and open files.
+    for name in [
+        "process_resident_memory_bytes",
+        "process_threads",
+        "process_open_fds",
+    ] {
+        assert!(
+            metric(&text, name).is_some_and(|v| v > 0.0),
+            "{name} in\n{text}"
+        );
+    }
+    assert!(
+        metric(&text, "process_cpu_seconds_total").is_some(),
+        "{text}"
+    );
 
     // The audit file: one JSON line per decision, no password, passcode or secret.
     let audit = std::fs::read_to_string(node.path().join("audit.jsonl")).expect("audit file");

@@ -37,7 +37,10 @@ fn init_logging(config: &Config) -> tracing_appender::non_blocking::WorkerGuard 
         .thread_name("tollgate-log")
         // Buffered: the writer thread drains every waiting line, then flushes once, so a
         // busy server writes its log in few large writes instead of one per line.
-        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
@@ -183,6 +186,7 @@ pub fn run(global: &GlobalOpts, args: ServeArgs) -> Result<ExitCode, CliError> {
                 .install();
             installed.map_err(|e| CliError(format!("metrics listener on {addr}: {e}")))?;
             tracing::info!(address = %addr, "metrics listening");
+            tokio::spawn(crate::process::run());
         }
         let server = Server::start(&config).await?;
         if let Some(demo) = &demo {
