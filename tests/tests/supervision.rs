@@ -23,34 +23,18 @@ async fn a_panicking_client_actor_is_restarted_and_the_server_keeps_answering() 
         store.add_user("alice", Some(b"Secret123")).unwrap();
         // Bob's first login needs the slow password check, which the client actor runs.
         store.add_user("bob", Some(b"BobPass1")).unwrap();
-        store
-            .add_token(
-                "alice",
-                NewToken {
-                    params: TokenParams {
-                        kind: TokenKind::Hotp,
-                        algorithm: Algorithm::Sha1,
-                        digits: 6,
-                    },
-                    secret: zeroize::Zeroizing::new(SEED.to_vec()),
-                    counter: 0,
+        for user in ["alice", "bob"] {
+            let token = NewToken {
+                params: TokenParams {
+                    kind: TokenKind::Hotp,
+                    algorithm: Algorithm::Sha1,
+                    digits: 6,
                 },
-            )
-            .unwrap();
-        store
-            .add_token(
-                "bob",
-                NewToken {
-                    params: TokenParams {
-                        kind: TokenKind::Hotp,
-                        algorithm: Algorithm::Sha1,
-                        digits: 6,
-                    },
-                    secret: zeroize::Zeroizing::new(SEED.to_vec()),
-                    counter: 0,
-                },
-            )
-            .unwrap();
+                secret: zeroize::Zeroizing::new(SEED.to_vec()),
+                counter: 0,
+            };
+            store.add_token(user, token).unwrap();
+        }
         store
             .add_client(NewClient {
                 name: "nas1".into(),

@@ -169,19 +169,16 @@ fn start_with_field(
     if dir.is_locked(&user, now) {
         return Progress::Done(Decision::reject(name, RejectReason::LockedOut));
     }
+    // A refusal that counts towards the user's lockout.
+    let refuse =
+        |reason| Progress::Done(conclude(shared, &user, name, Outcome::Reject(reason), now));
     match client.mode {
         LoginMode::PasscodeOnly => Progress::Done(check_passcode(shared, &user, name, field, now)),
         LoginMode::Challenge => match dir.check_password_fast(&user, field, now_ms) {
             PasswordCheck::Good => Progress::OpenChallenge {
                 name: name.to_owned(),
             },
-            PasswordCheck::Bad => Progress::Done(conclude(
-                shared,
-                &user,
-                name,
-                Outcome::Reject(RejectReason::BadPassword),
-                now,
-            )),
+            PasswordCheck::Bad => refuse(RejectReason::BadPassword),
             PasswordCheck::NeedsSlowCheck => Progress::SlowPassword {
                 user: Arc::clone(&user),
                 name: name.to_owned(),
@@ -191,37 +188,19 @@ fn start_with_field(
         },
         LoginMode::Append => {
             if user.tokens.is_empty() {
-                return Progress::Done(conclude(
-                    shared,
-                    &user,
-                    name,
-                    Outcome::Reject(RejectReason::NoToken),
-                    now,
-                ));
+                return refuse(RejectReason::NoToken);
             }
             let split = user
                 .passcode_lengths()
                 .find_map(|digits| split_appended(field, digits));
             let Some((password, passcode)) = split else {
-                return Progress::Done(conclude(
-                    shared,
-                    &user,
-                    name,
-                    Outcome::Reject(RejectReason::Malformed),
-                    now,
-                ));
+                return refuse(RejectReason::Malformed);
             };
             match dir.check_password_fast(&user, password, now_ms) {
                 PasswordCheck::Good => {
                     Progress::Done(check_passcode(shared, &user, name, passcode, now))
                 }
-                PasswordCheck::Bad => Progress::Done(conclude(
-                    shared,
-                    &user,
-                    name,
-                    Outcome::Reject(RejectReason::BadPassword),
-                    now,
-                )),
+                PasswordCheck::Bad => refuse(RejectReason::BadPassword),
                 PasswordCheck::NeedsSlowCheck => Progress::SlowPassword {
                     user: Arc::clone(&user),
                     name: name.to_owned(),
