@@ -266,11 +266,11 @@ impl Server {
     }
 
     /// Requests admitted and not yet answered.
-    pub fn in_flight(&self, max_per_client: usize) -> usize {
+    pub fn in_flight(&self) -> usize {
         self.table
             .load()
             .slots()
-            .map(|s| max_per_client.saturating_sub(s.gate.available_permits()))
+            .map(|s| s.capacity.saturating_sub(s.gate.available_permits()))
             .sum()
     }
 
@@ -284,7 +284,7 @@ impl Server {
 
     /// Stops accepting, answers what is in flight within the grace period, writes runtime
     /// state to the store, and stops every actor.
-    pub async fn shutdown(mut self, max_per_client: usize) -> ShutdownReport {
+    pub async fn shutdown(mut self) -> ShutdownReport {
         let started = Instant::now();
         self.stop.store(true, Ordering::Relaxed);
         let workers = std::mem::take(&mut self.workers);
@@ -297,10 +297,10 @@ impl Server {
         })
         .await;
         let deadline = started + self.grace;
-        let mut abandoned = self.in_flight(max_per_client);
+        let mut abandoned = self.in_flight();
         while abandoned > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
-            abandoned = self.in_flight(max_per_client);
+            abandoned = self.in_flight();
         }
         if abandoned > 0 {
             tracing::warn!(abandoned, "grace period over with requests unanswered");

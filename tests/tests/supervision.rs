@@ -80,6 +80,6 @@ async fn a_panicking_client_actor_is_restarted_and_the_server_keeps_answering() 
     .await
     .unwrap();
     assert!(r.is("Access-Accept"), "{}", r.output);
-    let report = server.shutdown(1024).await;
+    let report = server.shutdown().await;
     assert_eq!(report.abandoned, 0);
 }

@@ -202,9 +202,7 @@ pub fn run(global: &GlobalOpts, args: ServeArgs) -> Result<ExitCode, CliError> {
         }
         wait_for_signal().await?;
         tracing::info!("shutting down");
-        let report = server
-            .shutdown(config.radius.max_in_flight_per_client as usize)
-            .await;
+        let report = server.shutdown().await;
         tracing::info!(
             abandoned = report.abandoned,
             drained_ms = report.drained_in.as_millis() as u64,

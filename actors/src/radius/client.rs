@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tollgate_engine::login::{Outcome, RejectReason};
+use tollgate_engine::login::RejectReason;
 use tollgate_engine::radius::{verify_request, Packet};
 
 use super::login::{self, Decision, Progress};
@@ -84,14 +84,6 @@ impl Actor for ClientActor {
     }
 }
 
-fn reject(user: String, reason: RejectReason) -> Decision {
-    Decision {
-        outcome: Outcome::Reject(reason),
-        state: None,
-        user,
-    }
-}
-
 impl ClientActorState {
     async fn continue_login(&mut self, myself: &ActorRef<ClientMsg>, job: Job, progress: Progress) {
         let now = unix_now();
@@ -113,7 +105,7 @@ impl ClientActorState {
             } => {
                 let Ok(permit) = Arc::clone(&self.shared.slow_gate).try_acquire_owned() else {
                     metrics::counter!(m::SHED_TOTAL, "gate" => "password_check").increment(1);
-                    return self.finish(job, &reject(name, RejectReason::Overloaded));
+                    return self.finish(job, &Decision::reject(&name, RejectReason::Overloaded));
                 };
                 let shared = Arc::clone(&self.shared);
                 let me = myself.clone();
@@ -141,7 +133,7 @@ impl ClientActorState {
                         }
                         Progress::Done(d) => d,
                         // after_password only decides or opens a challenge.
-                        _ => reject(name, RejectReason::Malformed),
+                        _ => Decision::reject(&name, RejectReason::Malformed),
                     };
                     if let Err(err) = me.cast(ClientMsg::Completed { job, decision }) {
                         // The actor was restarted meanwhile; dropping the job frees its
@@ -165,7 +157,10 @@ impl ClientActorState {
                 if let Err(ractor::MessagingErr::SendErr(SessionMsg::Answer(answer))) =
                     session.cast(answer)
                 {
-                    self.finish(answer.job, &reject(name, RejectReason::UnknownState));
+                    self.finish(
+                        answer.job,
+                        &Decision::reject(&name, RejectReason::UnknownState),
+                    );
                 }
             }
         }

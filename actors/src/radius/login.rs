@@ -53,7 +53,8 @@ pub struct Decision {
 }
 
 impl Decision {
-    fn reject(user: &str, reason: RejectReason) -> Self {
+    /// A refusal of `user`'s login for `reason`.
+    pub fn reject(user: &str, reason: RejectReason) -> Self {
         Decision {
             outcome: Outcome::Reject(reason),
             state: None,

@@ -90,11 +90,7 @@ impl SessionRegistry {
     /// answers the NAS: a challenge carrying the new State, or a reject when the server
     /// cannot hold one more session.
     pub async fn open(&self, shared: &Arc<Shared>, client: &str, user: &str, now: u64) -> Decision {
-        let reject = |reason| Decision {
-            outcome: Outcome::Reject(reason),
-            state: None,
-            user: user.to_owned(),
-        };
+        let reject = |reason| Decision::reject(user, reason);
         let Ok(permit) = Arc::clone(&self.gate).try_acquire_owned() else {
             metrics::counter!(m::SHED_TOTAL, "gate" => "sessions").increment(1);
             return reject(RejectReason::SessionsFull);
@@ -172,14 +168,13 @@ impl Actor for SessionActor {
                 let now = unix_now();
                 let decision = match args.session.redeem(&client, &user, now) {
                     Ok(()) => login::answer_challenge(&args.shared, &user, &passcode, now),
-                    Err(e) => Decision {
-                        outcome: Outcome::Reject(match e {
+                    Err(e) => Decision::reject(
+                        &user,
+                        match e {
                             SessionError::Expired => RejectReason::ChallengeExpired,
                             _ => RejectReason::UnknownState,
-                        }),
-                        state: None,
-                        user,
-                    },
+                        },
+                    ),
                 };
                 let _ = reply_to.cast(ClientMsg::Completed { job, decision });
                 myself.stop(None);
