@@ -10,12 +10,31 @@ command -v radclient >/dev/null 2>&1 || need+=(freeradius-utils)
 command -v oathtool >/dev/null 2>&1 || need+=(oathtool)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v rsyslogd >/dev/null 2>&1 || need+=(rsyslog)
+command -v slapd >/dev/null 2>&1 || need+=(slapd)
+command -v ldapsearch >/dev/null 2>&1 || need+=(ldap-utils)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo=sudo
     echo "installing Debian packages: ${need[*]}"
+    # The tests start their own servers (slapd, rsyslogd, ...) on loopback ports of their
+    # own; the packages' system services are not wanted. While installing, a policy-rc.d
+    # that refuses every start keeps the maintainer scripts from starting them (unless the
+    # machine already has a policy-rc.d, which is left alone). A system service that runs
+    # anyway (slapd on 389) does not disturb the tests.
+    policy=/usr/sbin/policy-rc.d
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\n# scripts/test.sh: start no service while it installs test peers.\nexit 101\n' |
+            $sudo tee "$policy" >/dev/null
+        $sudo chmod 755 "$policy"
+        trap '$sudo rm -f "$policy"' EXIT
+    fi
     $sudo apt-get update -qq
+    # slapd's debconf questions are answered with their defaults (no prompt).
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+    if trap -p EXIT | grep -q policy; then
+        $sudo rm -f "$policy"
+        trap - EXIT
+    fi
 fi
 
 cargo fmt --all -- --check

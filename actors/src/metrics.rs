@@ -32,6 +32,15 @@ pub const USERS_LOADED: &str = "tollgate_directory_users";
 /// Store flushes that failed (runtime state kept and retried).
 pub const STORE_ERRORS_TOTAL: &str = "tollgate_store_errors_total";
 
+/// Directory operations (search, bind, modify) by `domain` and `role` (search, bind), in
+/// seconds, failover included.
+pub const LDAP_OPERATION_SECONDS: &str = "tollgate_ldap_operation_duration_seconds";
+/// Directory operations that failed (no server answered, protocol error), by `domain` and
+/// `role`.
+pub const LDAP_ERRORS_TOTAL: &str = "tollgate_ldap_errors_total";
+/// Directory servers marked dead, by `domain`.
+pub const LDAP_FAILOVERS_TOTAL: &str = "tollgate_ldap_failovers_total";
+
 /// Histogram buckets for request latency, in seconds: fine below a millisecond, where
 /// inline logins land, and coarse up to the Argon2 and challenge paths.
 pub const LATENCY_BUCKETS: &[f64] = &[

@@ -14,6 +14,7 @@ use tollgate_engine::login::LockoutPolicy;
 use tollgate_engine::otp::VerifyPolicy;
 
 use crate::audit::Audit;
+use crate::ldap::Domains;
 use crate::radius::{
     bind_sockets, spawn_workers, ClientSettings, ClientTable, RadiusSupervisor,
     RadiusSupervisorMsg, SessionRegistry, SessionSupervisor, Shared, WorkerContext,
@@ -130,11 +131,20 @@ impl Server {
         let clients = all_clients(&from_config, &store, config.radius.rate_limit_per_client)?;
 
         let audit = Audit::from_config(&config.audit).map_err(ServerError::Audit)?;
+        let domains = Arc::new(
+            Domains::start(&config.ldap, Arc::new(store.master_key()?))
+                .await
+                .map_err(|e| ServerError::Spawn {
+                    what: "the directory connections",
+                    reason: e.to_string(),
+                })?,
+        );
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
         let shared = Arc::new(Shared {
             directory: Arc::clone(&directory),
+            domains,
             sessions: SessionRegistry::new(config.login.max_sessions),
             slow_gate: Arc::new(Semaphore::new(config.passwords.max_pending_checks)),
             cpu_gate: Arc::new(Semaphore::new(cores)),
@@ -308,6 +318,7 @@ impl Server {
         self.supervisor.stop(Some("shutdown".to_owned()));
         let _ = (&mut self.supervisor_task).await;
         self.session_supervisor.stop(Some("shutdown".to_owned()));
+        self.shared.domains.stop();
         if let Some(sync) = self.store_sync.take() {
             // The last flush blocks on SQLite; keep it off the async workers.
             let _ = tokio::task::spawn_blocking(move || sync.stop()).await;

@@ -6,10 +6,12 @@
 //! [`SharedSecret`], whose `Debug` output never shows them. The crate opens no sockets.
 
 mod error;
+mod ldap;
 mod model;
 mod secret;
 
 pub use error::ConfigError;
+pub use ldap::{GroupMembership, GroupPolicy, GroupRule, LdapConfig, LdapProfile};
 pub use model::valid_name_char;
 pub use model::{
     AuditConfig, ClientAddress, ClientConfig, Config, LockoutConfig, LogConfig, LogFormat,

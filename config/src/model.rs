@@ -50,6 +50,10 @@ pub struct Config {
     /// `tollgate client add`).
     #[serde(default, rename = "client")]
     pub clients: Vec<ClientConfig>,
+    /// LDAP and Active Directory domains; users of no domain stay in the embedded
+    /// directory.
+    #[serde(default, rename = "ldap")]
+    pub ldap: Vec<crate::LdapConfig>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -70,6 +74,7 @@ impl Default for Config {
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
             clients: Vec::new(),
+            ldap: Vec::new(),
         }
     }
 }
@@ -635,6 +640,7 @@ impl Config {
         if let Some(syslog) = &self.audit.syslog {
             syslog.validate()?;
         }
+        crate::ldap::validate_all(&self.ldap)?;
         let mut names = std::collections::HashSet::new();
         for (i, c) in self.clients.iter().enumerate() {
             let at = |key: &str| format!("client[{i}].{key}");

@@ -1,10 +1,13 @@
 //! The end-to-end test harness: a Tollgate node run from the real binary in a temporary
 //! data directory on a loopback port, its admin commands, and the real peers that talk to
 //! it (`radclient` from freeradius-utils) or a raw RADIUS client built on the engine's
-//! codec for byte-exact checks.
+//! codec for byte-exact checks; and a real OpenLDAP directory ([`slapd`]) for the LDAP
+//! user backend.
 //!
 //! A peer that is missing fails the test with the Debian package to install; nothing is
 //! skipped silently.
+
+pub mod slapd;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};

@@ -329,16 +329,27 @@ pub fn token(global: &GlobalOpts, cmd: TokenCmd) -> Result<ExitCode, CliError> {
                 algorithm,
                 digits,
             };
-            let token = store.add_token(
-                &user,
-                NewToken {
-                    params,
-                    secret,
-                    counter,
-                },
-            )?;
-            println!("token {} added to {user}", token.id);
-            print_enrolment(&user, &token, !no_qr);
+            let new = NewToken {
+                params,
+                secret,
+                counter,
+            };
+            let config = global.config()?;
+            match super::directory::enrol(&config, &mut store, &user, new)? {
+                Ok((name, token)) if token.id == 0 => {
+                    println!("token added to {name} in the directory");
+                    print_enrolment(&name, &token, !no_qr);
+                }
+                Ok((name, token)) => {
+                    println!("token {} added to {name}", token.id);
+                    print_enrolment(&name, &token, !no_qr);
+                }
+                Err(new) => {
+                    let token = store.add_token(&user, new)?;
+                    println!("token {} added to {user}", token.id);
+                    print_enrolment(&user, &token, !no_qr);
+                }
+            }
         }
         TokenCmd::List { user } => {
             let (tokens, names) = match &user {

@@ -5,6 +5,7 @@
 //! a running server picks their changes up within a second, with no restart.
 
 mod admin;
+mod directory;
 mod import;
 mod radius_test;
 mod serve;
@@ -48,6 +49,9 @@ enum Command {
     /// Manage soft and hardware tokens.
     #[command(subcommand)]
     Token(admin::TokenCmd),
+    /// Check the LDAP / Active Directory domains.
+    #[command(subcommand)]
+    Directory(directory::DirectoryCmd),
     /// Manage RADIUS clients.
     #[command(subcommand)]
     Client(admin::ClientCmd),
@@ -99,6 +103,10 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             for c in &config.clients {
                 c.resolve_secret()?;
             }
+            for d in &config.ldap {
+                d.resolve_bind_password()?;
+                crate::ldap::conn::tls_config(d)?;
+            }
             match &cli.global.config {
                 Some(p) => println!("{}: OK ({} clients)", p.display(), config.clients.len()),
                 None => println!("built-in defaults: OK"),
@@ -108,6 +116,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::User(cmd) => admin::user(&cli.global, cmd),
         Command::Token(cmd) => admin::token(&cli.global, cmd),
         Command::Client(cmd) => admin::client(&cli.global, cmd),
+        Command::Directory(cmd) => directory::directory(&cli.global, cmd),
         Command::RadiusTest(args) => radius_test::run(args),
     }
 }

@@ -16,6 +16,7 @@ use tollgate_engine::radius::{verify_request, Packet};
 use super::login::{self, Decision, Progress};
 use super::session::Answer;
 use super::{Job, SessionMsg, Shared};
+use crate::ldap::login::DirOutcome;
 use crate::metrics as m;
 use crate::{unix_now, unix_now_ms};
 
@@ -139,6 +140,32 @@ impl ClientActorState {
                         // The actor was restarted meanwhile; dropping the job frees its
                         // duplicate-cache entry and the NAS retransmits.
                         tracing::debug!(%err, "client actor gone before a slow login completed");
+                    }
+                });
+            }
+            Progress::Directory(login) => {
+                let Ok(permit) = Arc::clone(&login.domain.gate).try_acquire_owned() else {
+                    metrics::counter!(m::SHED_TOTAL, "gate" => "directory").increment(1);
+                    return self.finish(
+                        job,
+                        &Decision::reject(&login.given, RejectReason::Overloaded),
+                    );
+                };
+                let shared = Arc::clone(&self.shared);
+                let me = myself.clone();
+                tokio::spawn(async move {
+                    let _admitted = permit;
+                    let decision = match crate::ldap::login::run(&shared, *login, now).await {
+                        DirOutcome::Done(d) => d,
+                        DirOutcome::Challenge { name } => {
+                            shared
+                                .sessions
+                                .open(&shared, &job.core.settings.name, &name, unix_now())
+                                .await
+                        }
+                    };
+                    if let Err(err) = me.cast(ClientMsg::Completed { job, decision }) {
+                        tracing::debug!(%err, "client actor gone before a directory login completed");
                     }
                 });
             }

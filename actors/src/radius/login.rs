@@ -17,12 +17,16 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::{ClientSettings, SessionMsg, SessionRegistry};
 use crate::audit::Audit;
+use crate::ldap::login::DirLogin;
+use crate::ldap::Domains;
 use crate::state::{Directory, PasscodeCheck, PasswordCheck, UserEntry};
 
 /// What every client actor and session shares.
 pub struct Shared {
     /// The embedded directory.
     pub directory: Arc<Directory>,
+    /// LDAP and Active Directory domains.
+    pub domains: Arc<Domains>,
     /// Open challenge sessions.
     pub sessions: SessionRegistry,
     /// Admission to the slow password check (waiting or running).
@@ -91,6 +95,8 @@ pub enum Progress {
         /// The name as given.
         name: String,
     },
+    /// A user of an LDAP domain: the rest waits on the directory.
+    Directory(Box<DirLogin>),
     /// An answer to a challenge: hand it to the session.
     Answer {
         /// The session named by the State.
@@ -160,6 +166,15 @@ fn start_with_field(
                 None => Progress::Done(Decision::reject(name, RejectReason::UnknownState)),
             };
         }
+    }
+    if let Some(route) = shared.domains.route(name) {
+        return Progress::Directory(Box::new(DirLogin {
+            domain: Arc::clone(route.domain),
+            user: route.user.to_owned(),
+            given: name.to_owned(),
+            field: Zeroizing::new(field.to_vec()),
+            mode: client.mode,
+        }));
     }
     let Some(user) = dir.user(name) else {
         return Progress::Done(Decision::reject(name, RejectReason::UnknownUser));
@@ -240,8 +255,16 @@ pub fn after_password(
 }
 
 /// Checks the passcode of a challenge answer. The user is looked up again, since an admin
-/// may have disabled or locked them while the challenge was open.
-pub fn answer_challenge(shared: &Shared, name: &str, passcode: &[u8], now: u64) -> Decision {
+/// (or the directory) may have disabled or locked them while the challenge was open.
+pub async fn answer_challenge(shared: &Shared, name: &str, passcode: &[u8], now: u64) -> Decision {
+    if let Some(route) = shared.domains.route(name) {
+        let domain = Arc::clone(route.domain);
+        let Ok(_admitted) = Arc::clone(&domain.gate).try_acquire_owned() else {
+            metrics::counter!(crate::metrics::SHED_TOTAL, "gate" => "directory").increment(1);
+            return Decision::reject(name, RejectReason::Overloaded);
+        };
+        return crate::ldap::login::answer(shared, &domain, route.user, name, passcode, now).await;
+    }
     let dir = &shared.directory;
     let Some(user) = dir.user(name) else {
         return Decision::reject(name, RejectReason::UnknownUser);

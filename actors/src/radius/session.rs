@@ -167,7 +167,7 @@ impl Actor for SessionActor {
                 } = *answer;
                 let now = unix_now();
                 let decision = match args.session.redeem(&client, &user, now) {
-                    Ok(()) => login::answer_challenge(&args.shared, &user, &passcode, now),
+                    Ok(()) => login::answer_challenge(&args.shared, &user, &passcode, now).await,
                     Err(e) => Decision::reject(
                         &user,
                         match e {

@@ -309,6 +309,12 @@ impl Store {
         &self.dir
     }
 
+    /// A copy of the master key, for records sealed outside the store (token records kept
+    /// in an LDAP directory).
+    pub fn master_key(&self) -> Result<MasterKey, StoreError> {
+        MasterKey::load_or_create(&self.dir.join(KEY_FILE)).map(|(key, _)| key)
+    }
+
     fn check_key(&self) -> Result<(), StoreError> {
         let existing: Option<Vec<u8>> = self
             .conn

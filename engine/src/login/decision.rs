@@ -35,6 +35,17 @@ pub enum RejectReason {
     SessionsFull,
     /// The password check could not be admitted because the server is saturated.
     Overloaded,
+    /// The directory's group rules refuse this user.
+    NotPermitted,
+    /// The directory says the account has expired.
+    Expired,
+    /// The directory says the password has expired or must be changed.
+    PasswordExpired,
+    /// No directory server answered in time.
+    DirectoryUnavailable,
+    /// The passcode was right but its token record could not be written back to the
+    /// directory, so it is refused rather than left usable twice.
+    TokenWriteFailed,
 }
 
 impl RejectReason {
@@ -53,6 +64,11 @@ impl RejectReason {
             RejectReason::ChallengeExpired => "challenge_expired",
             RejectReason::SessionsFull => "sessions_full",
             RejectReason::Overloaded => "overloaded",
+            RejectReason::NotPermitted => "not_permitted",
+            RejectReason::Expired => "expired",
+            RejectReason::PasswordExpired => "password_expired",
+            RejectReason::DirectoryUnavailable => "directory_unavailable",
+            RejectReason::TokenWriteFailed => "token_write_failed",
         }
     }
 
@@ -115,7 +131,7 @@ pub fn reply_code(request: Code, outcome: Outcome) -> Option<Code> {
 mod tests {
     use super::*;
 
-    const REASONS: [RejectReason; 12] = [
+    const REASONS: [RejectReason; 17] = [
         RejectReason::UnknownUser,
         RejectReason::Disabled,
         RejectReason::LockedOut,
@@ -128,6 +144,11 @@ mod tests {
         RejectReason::ChallengeExpired,
         RejectReason::SessionsFull,
         RejectReason::Overloaded,
+        RejectReason::NotPermitted,
+        RejectReason::Expired,
+        RejectReason::PasswordExpired,
+        RejectReason::DirectoryUnavailable,
+        RejectReason::TokenWriteFailed,
     ];
 
     /// Every row of the table, written out.
