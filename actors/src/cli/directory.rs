@@ -272,12 +272,18 @@ async fn enrol_in(
         },
     };
     let value = domain.seal(&found, &dir_token);
-    match domain.swap_token(&found.dn, None, value).await {
+    let current = domain
+        .read_token_values(&found.dn)
+        .await
+        .map_err(|e| CliError(format!("directory {}: {e}", domain.name)))?;
+    match domain.write_token(&found.dn, None, value, &current).await {
         Ok(SwapResult::Written) => {}
-        Ok(SwapResult::AccessDenied) => return Err(CliError(format!(
+        Ok(SwapResult::AccessDenied) => {
+            return Err(CliError(format!(
             "Error writing to LDAP, access denied: the service account {} may not write {} of {}",
             domain.config.bind_dn, domain.config.token_attribute, found.dn
-        ))),
+        )))
+        }
         Ok(SwapResult::Conflict) => {
             return Err(CliError("the token record is already there".into()))
         }

@@ -27,6 +27,9 @@ pub mod rc {
     pub const SUCCESS: u32 = 0;
     /// noSuchAttribute: a value to delete was not there.
     pub const NO_SUCH_ATTRIBUTE: u32 = 16;
+    /// inappropriateMatching: the attribute has no equality rule, so single values can
+    /// be neither deleted nor added beside others.
+    pub const INAPPROPRIATE_MATCHING: u32 = 18;
     /// attributeOrValueExists
     pub const VALUE_EXISTS: u32 = 20;
     /// noSuchObject
@@ -238,6 +241,13 @@ pub enum Op {
         /// Attributes wanted.
         attrs: Vec<String>,
     },
+    /// Reads attributes of one entry.
+    Read {
+        /// The entry.
+        dn: String,
+        /// Attributes wanted.
+        attrs: Vec<String>,
+    },
     /// A simple bind as a user.
     Bind {
         /// The user's DN.
@@ -256,6 +266,15 @@ pub enum Op {
         old: Option<String>,
         /// The value to add.
         new: String,
+    },
+    /// Sets every value of an attribute.
+    Replace {
+        /// The entry.
+        dn: String,
+        /// The attribute.
+        attr: String,
+        /// Its new values.
+        values: Vec<String>,
     },
 }
 
@@ -296,6 +315,30 @@ pub async fn run(ldap: &mut Ldap, op: &Op, timeout: Duration) -> Result<OpResult
                 rc::NO_SUCH_OBJECT => Ok(OpResult::Entries(Vec::new())),
                 _ => Err(LdapError::from(res.1)),
             }
+        }
+        Op::Read { dn, attrs } => {
+            let res = ldap
+                .with_timeout(timeout)
+                .search(dn, Scope::Base, "(objectClass=*)", attrs)
+                .await?;
+            match res.1.rc {
+                rc::SUCCESS => Ok(OpResult::Entries(
+                    res.0.into_iter().map(SearchEntry::construct).collect(),
+                )),
+                rc::NO_SUCH_OBJECT => Ok(OpResult::Entries(Vec::new())),
+                _ => Err(LdapError::from(res.1)),
+            }
+        }
+        Op::Replace { dn, attr, values } => {
+            let set: HashSet<String> = values.iter().cloned().collect();
+            let res = ldap
+                .with_timeout(timeout)
+                .modify(dn, vec![Mod::Replace(attr.clone(), set)])
+                .await?;
+            if matches!(res.rc, rc::BUSY | rc::UNAVAILABLE) {
+                return Err(LdapError::from(res));
+            }
+            Ok(OpResult::Code(res.rc, res.text))
         }
         Op::Bind { dn, password } => {
             let res = ldap.with_timeout(timeout).simple_bind(dn, password).await?;

@@ -89,6 +89,11 @@ pub struct Domain {
     groups: Vec<(String, GroupPolicy)>,
     /// Failure counts of users that have no entry in the embedded store (kept in memory).
     pub lockouts: DashMap<String, LockoutState>,
+    /// Locks that serialise the token checks of one entry on this server.
+    entry_locks: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    /// Whether the token attribute takes single-value deletes (cleared on the first
+    /// inappropriateMatching answer).
+    atomic_writes: std::sync::atomic::AtomicBool,
 }
 
 /// Normalises a DN for comparison: lowercase, no spaces around separators.
@@ -210,6 +215,8 @@ impl Domain {
             key,
             groups,
             lockouts: DashMap::new(),
+            entry_locks: DashMap::new(),
+            atomic_writes: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
@@ -362,20 +369,91 @@ impl Domain {
         }
     }
 
-    /// Replaces `old` by `new` in the user's token attribute (or adds `new`), atomically.
-    pub async fn swap_token(
+    /// The lock that serialises token checks of one entry on this server.
+    pub fn entry_lock(&self, dn: &str) -> Arc<tokio::sync::Mutex<()>> {
+        Arc::clone(&self.entry_locks.entry(dn.to_lowercase()).or_default())
+    }
+
+    /// Drops the lock of an entry nobody else holds or waits for.
+    pub fn release_entry_lock(&self, dn: &str, lock: Arc<tokio::sync::Mutex<()>>) {
+        drop(lock);
+        self.entry_locks
+            .remove_if(&dn.to_lowercase(), |_, l| Arc::strong_count(l) == 1);
+    }
+
+    /// Reads the current values of the user's token attribute.
+    pub async fn read_token_values(&self, dn: &str) -> Result<Vec<String>, DirError> {
+        let attr = self.config.token_attribute.clone();
+        match self
+            .pools
+            .search
+            .run(Op::Read {
+                dn: dn.to_owned(),
+                attrs: vec![attr.clone()],
+            })
+            .await?
+        {
+            OpResult::Entries(entries) => Ok(entries
+                .first()
+                .map(|e| values(e, &attr).to_vec())
+                .unwrap_or_default()),
+            OpResult::Code(..) => Err(DirError::Protocol("a read returned a code".into())),
+        }
+    }
+
+    /// Writes `new` in place of `old` (or beside the others when `old` is `None`) in the
+    /// user's token attribute, whose values were just read as `current`.
+    ///
+    /// Where the attribute has an equality rule this is one atomic modify (delete the old
+    /// value, add the new): it fails if another server advanced the record first. Where it
+    /// has none (`telexNumber` in OpenLDAP's core schema) single values cannot be named,
+    /// and the whole value set is replaced instead; the caller holds the entry's lock, so
+    /// this server never races itself, and `current` was read under it.
+    pub async fn write_token(
         &self,
         dn: &str,
         old: Option<&str>,
         new: String,
+        current: &[String],
     ) -> Result<SwapResult, DirError> {
-        let op = Op::Swap {
+        let attr = self.config.token_attribute.clone();
+        if self
+            .atomic_writes
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            let op = Op::Swap {
+                dn: dn.to_owned(),
+                attr: attr.clone(),
+                old: old.map(str::to_owned),
+                new: new.clone(),
+            };
+            match self.pools.search.run(op).await? {
+                OpResult::Code(rc::INAPPROPRIATE_MATCHING, _) => {
+                    self.atomic_writes
+                        .store(false, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(domain = %self.name, attribute = %attr,
+                        "the token attribute has no equality rule: token records are replaced whole, under a per-server lock");
+                }
+                other => return self.swap_result(dn, other),
+            }
+        }
+        let mut values: Vec<String> = current
+            .iter()
+            .filter(|v| Some(v.as_str()) != old)
+            .cloned()
+            .collect();
+        values.push(new);
+        let op = Op::Replace {
             dn: dn.to_owned(),
-            attr: self.config.token_attribute.clone(),
-            old: old.map(str::to_owned),
-            new,
+            attr,
+            values,
         };
-        match self.pools.search.run(op).await? {
+        let result = self.pools.search.run(op).await?;
+        self.swap_result(dn, result)
+    }
+
+    fn swap_result(&self, dn: &str, result: OpResult) -> Result<SwapResult, DirError> {
+        match result {
             OpResult::Code(rc::SUCCESS, _) => Ok(SwapResult::Written),
             OpResult::Code(rc::NO_SUCH_ATTRIBUTE | rc::VALUE_EXISTS, _) => Ok(SwapResult::Conflict),
             OpResult::Code(rc::INSUFFICIENT_ACCESS, _) => {
@@ -394,7 +472,12 @@ impl Domain {
 
     /// Opens the user's token records; damaged or foreign ones are skipped (and logged).
     pub fn tokens(&self, user: &DirUser) -> Vec<(String, DirToken)> {
-        user.token_values
+        self.open_tokens(user, &user.token_values)
+    }
+
+    /// Opens token records read from the user's entry.
+    pub fn open_tokens(&self, user: &DirUser, values: &[String]) -> Vec<(String, DirToken)> {
+        values
             .iter()
             .filter_map(|v| match record::decode(&self.key, &self.name, &user.name, v) {
                 Ok(t) => Some((v.clone(), t)),

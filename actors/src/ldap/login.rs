@@ -302,49 +302,76 @@ async fn check_passcode(
             if tokens.is_empty() {
                 return Outcome::Reject(RejectReason::NoToken);
             }
-            let mut reason = RejectReason::BadPasscode;
-            for (value, token) in tokens {
-                if code.len() != usize::from(token.params.digits) {
-                    continue;
-                }
-                match otp::verify(
-                    &token.secret,
-                    &token.params,
-                    &token.state,
-                    code,
-                    now,
-                    &shared.directory.otp_policy,
-                ) {
-                    Verdict::Accepted { state, .. } => {
-                        let next = DirToken {
-                            params: token.params,
-                            secret: token.secret.clone(),
-                            state,
-                        };
-                        let sealed = domain.seal(&found.user, &next);
-                        return match domain.swap_token(&found.user.dn, Some(value), sealed).await {
-                            Ok(SwapResult::Written) => Outcome::Accept,
-                            Ok(SwapResult::Conflict) => {
-                                Outcome::Reject(RejectReason::ReplayedPasscode)
-                            }
-                            Ok(SwapResult::AccessDenied) => {
-                                Outcome::Reject(RejectReason::TokenWriteFailed)
-                            }
-                            Err(e) => {
-                                tracing::warn!(domain = %domain.name, user = %found.user.qualified, error = %e, "token record not written back");
-                                Outcome::Reject(RejectReason::TokenWriteFailed)
-                            }
-                        };
-                    }
-                    Verdict::Rejected(otp::RejectReason::Replayed) => {
-                        reason = RejectReason::ReplayedPasscode;
-                    }
-                    Verdict::Rejected(_) => {}
-                }
-            }
-            Outcome::Reject(reason)
+            let dn = &found.user.dn;
+            let lock = domain.entry_lock(dn);
+            let outcome = {
+                let _held = lock.lock().await;
+                check_directory_tokens(shared, domain, found, code, now).await
+            };
+            domain.release_entry_lock(dn, lock);
+            outcome
         }
     }
+}
+
+/// Checks a passcode against records read afresh under the entry's lock, and writes the
+/// advanced record back before accepting.
+async fn check_directory_tokens(
+    shared: &Shared,
+    domain: &Domain,
+    found: &Found,
+    code: &[u8],
+    now: u64,
+) -> Outcome {
+    let dn = &found.user.dn;
+    let current = match domain.read_token_values(dn).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(domain = %domain.name, user = %found.user.qualified, error = %e, "token records could not be read");
+            return Outcome::Reject(RejectReason::DirectoryUnavailable);
+        }
+    };
+    let tokens = domain.open_tokens(&found.user, &current);
+    if tokens.is_empty() {
+        return Outcome::Reject(RejectReason::NoToken);
+    }
+    let mut reason = RejectReason::BadPasscode;
+    for (value, token) in &tokens {
+        if code.len() != usize::from(token.params.digits) {
+            continue;
+        }
+        match otp::verify(
+            &token.secret,
+            &token.params,
+            &token.state,
+            code,
+            now,
+            &shared.directory.otp_policy,
+        ) {
+            Verdict::Accepted { state, .. } => {
+                let next = DirToken {
+                    params: token.params,
+                    secret: token.secret.clone(),
+                    state,
+                };
+                let sealed = domain.seal(&found.user, &next);
+                return match domain.write_token(dn, Some(value), sealed, &current).await {
+                    Ok(SwapResult::Written) => Outcome::Accept,
+                    Ok(SwapResult::Conflict) => Outcome::Reject(RejectReason::ReplayedPasscode),
+                    Ok(SwapResult::AccessDenied) => Outcome::Reject(RejectReason::TokenWriteFailed),
+                    Err(e) => {
+                        tracing::warn!(domain = %domain.name, user = %found.user.qualified, error = %e, "token record not written back");
+                        Outcome::Reject(RejectReason::TokenWriteFailed)
+                    }
+                };
+            }
+            Verdict::Rejected(otp::RejectReason::Replayed) => {
+                reason = RejectReason::ReplayedPasscode;
+            }
+            Verdict::Rejected(_) => {}
+        }
+    }
+    Outcome::Reject(reason)
 }
 
 /// Applies the lockout rule to the end of a directory login.

@@ -1,0 +1,516 @@
+//! Logins against a real OpenLDAP `slapd` (started on loopback by the harness), with the
+//! real `tollgate` binary and `radclient`: passwords checked by binding, group rules, the
+//! Active Directory profile, TLS, failover to a second server, token records kept in the
+//! directory and shared between two Tollgate processes, and `tollgate directory test`.
+
+use std::time::{Duration, Instant};
+
+use tollgate_engine::radius::Code;
+use tollgate_tests::slapd::{self, Slapd};
+use tollgate_tests::{hotp_code, login, radclient, Node, RawClient, SECRET, SEED_B32};
+
+/// An `[[ldap]]` section for the OpenLDAP tree over LDAPS, with group rules.
+fn openldap_section(servers: &[&str], ca_file: &str, extra: &str) -> String {
+    let servers = servers
+        .iter()
+        .map(|s| format!("{s:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"
+[audit]
+file = "{{dir}}/audit.jsonl"
+
+[[ldap]]
+domain = "example.com"
+aliases = ["EXAMPLE"]
+default = true
+servers = [{servers}]
+ca_file = {ca_file:?}
+bind_dn = "{service}"
+bind_password = "{password}"
+base_dn = "{base}"
+connect_timeout_ms = 1000
+operation_timeout_ms = 2000
+retry_secs = 1
+{extra}
+[[ldap.group]]
+dn = "{password_only}"
+policy = "password-only"
+[[ldap.group]]
+dn = "{vpn}"
+policy = "two-factor"
+"#,
+        service = slapd::SERVICE_DN,
+        password = slapd::SERVICE_PASSWORD,
+        base = slapd::BASE_DN,
+        password_only = slapd::PASSWORD_ONLY_GROUP_DN,
+        vpn = slapd::VPN_GROUP_DN,
+    )
+}
+
+/// The audit records written so far, as JSON values.
+fn audit(node: &Node) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(node.path().join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The reason of the last audit record of `user` (waiting for the file writer).
+fn last_reason(node: &Node, user: &str) -> String {
+    let mut reason = String::new();
+    Node::eventually(Duration::from_secs(5), || {
+        reason = audit(node)
+            .iter()
+            .rev()
+            .find(|r| r["user"] == user)
+            .map(|r| {
+                format!(
+                    "{}/{}",
+                    r["result"].as_str().unwrap_or(""),
+                    r["reason"].as_str().unwrap_or("")
+                )
+            })
+            .unwrap_or_default();
+        !reason.is_empty()
+    });
+    reason
+}
+
+fn hotp_token(node: &Node, user: &str) -> String {
+    node.ok(
+        &[
+            "token", "add", user, "--type", "hotp", "--secret", SEED_B32, "--no-qr",
+        ],
+        None,
+    )
+}
+
+#[test]
+fn passwords_groups_and_names_are_checked_against_the_directory() {
+    let ldap = Slapd::start();
+    let ca = ldap.ca_file.display().to_string();
+    let mut node = Node::new(&openldap_section(&[&ldap.ldaps_url], &ca, ""));
+    node.add_client("nas1", "append", true);
+    // alice's token lives in the embedded store under her directory name.
+    let out = hotp_token(&node, "alice@example.com");
+    assert!(out.contains("alice@example.com"), "{out}");
+    let addr = node.start();
+
+    let ok = login(
+        addr,
+        "alice@example.com",
+        &format!("alice-pass{}", hotp_code(0)),
+    );
+    assert!(ok.is("Access-Accept"), "{}\n{}", ok.output, node.log());
+
+    // The default domain, the NetBIOS form and another case all name the same user.
+    let ok = login(addr, "alice", &format!("alice-pass{}", hotp_code(1)));
+    assert!(ok.is("Access-Accept"), "{}", ok.output);
+    let ok = login(
+        addr,
+        "EXAMPLE\\Alice",
+        &format!("alice-pass{}", hotp_code(2)),
+    );
+    assert!(ok.is("Access-Accept"), "{}", ok.output);
+    // The code is single use, whichever name it comes under.
+    let replay = login(addr, "alice", &format!("alice-pass{}", hotp_code(2)));
+    assert!(replay.is("Access-Reject"));
+    assert_eq!(last_reason(&node, "alice"), "reject/replayed_passcode");
+
+    let wrong = login(addr, "alice", &format!("alice-pasS{}", hotp_code(3)));
+    assert!(wrong.is("Access-Reject"));
+    assert_eq!(last_reason(&node, "alice"), "reject/bad_password");
+    // The refused password did not use code 3.
+    let ok = login(addr, "alice", &format!("alice-pass{}", hotp_code(3)));
+    assert!(ok.is("Access-Accept"), "{}", ok.output);
+
+    // A passcode with no password before it cannot be split.
+    let empty = login(addr, "alice", &hotp_code(4));
+    assert!(empty.is("Access-Reject"));
+    assert_eq!(last_reason(&node, "alice"), "reject/malformed");
+
+    // bob is in no group: the rules refuse him before his password is tried.
+    let bob = login(addr, "bob", "bob-pass123456");
+    assert!(bob.is("Access-Reject"));
+    assert_eq!(last_reason(&node, "bob"), "reject/not_permitted");
+
+    // carol's group logs in with the directory password alone.
+    let carol = login(addr, "carol", "carol-pass");
+    assert!(carol.is("Access-Accept"), "{}", carol.output);
+    let carol = login(addr, "carol", "carol-wrong");
+    assert!(carol.is("Access-Reject"));
+    // An empty password is never sent to the directory as an (anonymous) bind.
+    // (radclient cannot send an empty User-Password; the raw client hides one properly.)
+    let raw = RawClient::new(addr);
+    let auth = [7u8; 16];
+    raw.send(&RawClient::access_request(
+        9,
+        auth,
+        SECRET,
+        "carol",
+        "",
+        &[],
+        true,
+    ));
+    let reply = raw.recv().expect("a reply to the empty password");
+    assert_eq!(
+        RawClient::check_reply(&reply, &auth, SECRET),
+        Code::AccessReject
+    );
+    assert_eq!(last_reason(&node, "carol"), "reject/bad_password");
+
+    // dave is allowed but holds no token.
+    let dave = login(addr, "dave", &format!("dave-pass{}", hotp_code(0)));
+    assert!(dave.is("Access-Reject"));
+    assert_eq!(last_reason(&node, "dave"), "reject/no_token");
+
+    // Filter injection finds no one: the name is escaped before it reaches the filter.
+    for name in [
+        "*",
+        "al*",
+        "alice)(uid=*",
+        "*)(|(uid=*",
+        "alice\\2a",
+        "carol)(&",
+    ] {
+        let r = login(addr, name, "carol-pass");
+        assert!(r.is("Access-Reject"), "{name}: {}", r.output);
+        assert_eq!(last_reason(&node, name), "reject/unknown_user", "{name}");
+    }
+    // A name of an unconfigured domain stays in the embedded directory (where it is unknown).
+    let r = login(
+        addr,
+        "alice@elsewhere.org",
+        &format!("alice-pass{}", hotp_code(5)),
+    );
+    assert!(r.is("Access-Reject"));
+    assert_eq!(
+        last_reason(&node, "alice@elsewhere.org"),
+        "reject/unknown_user"
+    );
+}
+
+#[test]
+fn challenge_mode_asks_for_the_passcode_after_the_directory_password() {
+    let ldap = Slapd::start();
+    let ca = ldap.ca_file.display().to_string();
+    // StartTLS on the plain port, verified against the test CA.
+    let mut node = Node::new(&openldap_section(
+        &[&ldap.ldap_url],
+        &ca,
+        "starttls = true\n",
+    ));
+    node.add_client("nas1", "challenge", true);
+    hotp_token(&node, "alice@example.com");
+    let addr = node.start();
+
+    let first = login(addr, "alice", "alice-pass");
+    assert!(
+        first.is("Access-Challenge"),
+        "{}\n{}",
+        first.output,
+        node.log()
+    );
+    let state = first.attr("State").expect("State").to_owned();
+    let answer = format!(
+        "User-Name = \"alice\", User-Password = \"{}\", State = {state}, Message-Authenticator = 0x00\n",
+        hotp_code(0)
+    );
+    let second = radclient(addr, SECRET, "auth", &answer, 1, 3);
+    assert!(
+        second.is("Access-Accept"),
+        "{}\n{}",
+        second.output,
+        node.log()
+    );
+
+    let bad = login(addr, "alice", "not-her-password");
+    assert!(bad.is("Access-Reject"));
+    // carol (password only) is accepted without a challenge.
+    let carol = login(addr, "carol", "carol-pass");
+    assert!(carol.is("Access-Accept"), "{}", carol.output);
+}
+
+#[test]
+fn a_server_certificate_from_an_unknown_authority_is_refused() {
+    let ldap = Slapd::start();
+    // The system's roots do not include the test CA.
+    let mut node = Node::new(&openldap_section(
+        &[&ldap.ldaps_url],
+        "/etc/ssl/certs/ca-certificates.crt",
+        "",
+    ));
+    node.add_client("nas1", "append", true);
+    let addr = node.start();
+    let r = login(addr, "carol", "carol-pass");
+    assert!(r.is("Access-Reject"), "{}", r.output);
+    assert_eq!(last_reason(&node, "carol"), "reject/directory_unavailable");
+
+    let out = node.cli(&["directory", "test", "carol"], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("FAILED to connect"), "{text}");
+}
+
+#[test]
+fn the_active_directory_profile_reads_account_flags() {
+    let ldap = Slapd::start();
+    // heidi is locked now: Active Directory computes this flag.
+    ldap.modify(&format!(
+        "dn: {}\nchangetype: modify\nadd: msDS-User-Account-Control-Computed\nmsDS-User-Account-Control-Computed: 16\n",
+        slapd::ad_user_dn("heidi")
+    ));
+    let section = format!(
+        r#"
+[audit]
+file = "{{dir}}/audit.jsonl"
+
+[[ldap]]
+domain = "{upn}"
+aliases = ["CORP"]
+profile = "active-directory"
+servers = [{url:?}]
+ca_file = {ca:?}
+bind_dn = "{service}"
+bind_password = "{password}"
+base_dn = "{base}"
+others = "reject"
+[[ldap.group]]
+dn = "{vpn}"
+policy = "password-only"
+"#,
+        upn = slapd::UPN_DOMAIN,
+        url = ldap.ldaps_url,
+        ca = ldap.ca_file.display().to_string(),
+        service = slapd::SERVICE_DN,
+        password = slapd::SERVICE_PASSWORD,
+        base = slapd::BASE_DN,
+        vpn = slapd::VPN_GROUP_DN,
+    );
+    let mut node = Node::new(&section);
+    node.add_client("nas1", "append", true);
+    let addr = node.start();
+
+    let erin = login(addr, "erin@corp.example.com", "erin-pass");
+    assert!(erin.is("Access-Accept"), "{}\n{}", erin.output, node.log());
+    let erin = login(addr, "CORP\\erin", "erin-pass");
+    assert!(erin.is("Access-Accept"), "{}", erin.output);
+    for (user, reason) in [
+        ("CORP\\frank", "reject/disabled"),
+        ("CORP\\grace", "reject/expired"),
+        ("CORP\\heidi", "reject/locked_out"),
+    ] {
+        let password = format!("{}-pass", &user[5..]);
+        let r = login(addr, user, &password);
+        assert!(r.is("Access-Reject"), "{user}: {}", r.output);
+        assert_eq!(last_reason(&node, user), reason, "{user}");
+    }
+
+    let out = node.ok(&["directory", "test", "erin"], None);
+    assert!(out.contains("found cn=erin"), "{out}");
+    assert!(out.contains("policy: password-only"), "{out}");
+    assert!(out.contains("mobile: +44 7700 900131"), "{out}");
+    assert!(out.contains("account: Active"), "{out}");
+}
+
+#[test]
+fn logins_continue_on_the_second_server_when_the_first_dies() {
+    let mut first = Slapd::start();
+    let second = Slapd::start();
+    let ca = first.ca_file.display().to_string();
+    // Each slapd has its own test CA: trust both.
+    let both = first.path().join("both-cas.pem");
+    let pem = std::fs::read_to_string(&first.ca_file).unwrap()
+        + &std::fs::read_to_string(&second.ca_file).unwrap();
+    std::fs::write(&both, pem).unwrap();
+    let _ = ca;
+    let mut node = Node::new(&openldap_section(
+        &[&first.ldaps_url, &second.ldaps_url],
+        &both.display().to_string(),
+        "[metrics]\nlisten = \"127.0.0.1:0\"\n",
+    ));
+    node.add_client("nas1", "append", true);
+    let addr = node.start();
+    assert!(login(addr, "carol", "carol-pass").is("Access-Accept"));
+
+    // A stream of logins while the first server is killed: every one is answered, and
+    // answered with an accept.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&stop);
+    let load = std::thread::spawn(move || {
+        let mut results = Vec::new();
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            let started = Instant::now();
+            let r = login(addr, "carol", "carol-pass");
+            results.push((r.is("Access-Accept"), started.elapsed(), r.output));
+        }
+        results
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    first.kill();
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let results = load.join().unwrap();
+    assert!(results.len() >= 3, "too few logins ran: {}", results.len());
+    for (accepted, took, output) in &results {
+        assert!(
+            accepted,
+            "a login failed during failover: {output}\n{}",
+            node.log()
+        );
+        assert!(*took < Duration::from_secs(3), "a login hung for {took:?}");
+    }
+    assert!(
+        node.log_shows("directory server marked dead"),
+        "{}",
+        node.log()
+    );
+    // Later logins go straight to the second server.
+    let started = Instant::now();
+    assert!(login(addr, "carol", "carol-pass").is("Access-Accept"));
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    // The first comes back and is probed back into use.
+    first.restart();
+    assert!(
+        node.log_shows("directory server answers again"),
+        "{}",
+        node.log()
+    );
+    assert!(login(addr, "carol", "carol-pass").is("Access-Accept"));
+}
+
+#[test]
+fn token_records_in_the_directory_are_shared_by_two_servers() {
+    let ldap = Slapd::start();
+    let ca = ldap.ca_file.display().to_string();
+    let section = openldap_section(&[&ldap.ldaps_url], &ca, "tokens_in_directory = true\n");
+    let mut a = Node::new(&section);
+    a.add_client("nas1", "append", true);
+    let out = hotp_token(&a, "dave");
+    assert!(out.contains("in the directory"), "{out}");
+    let stored = ldap.search("(uid=dave)", &["telexNumber"]);
+    assert!(stored.contains("telexNumber: tollgate$1$"), "{stored}");
+    // The seed is sealed: it is not in the directory in any readable form.
+    assert!(!stored.contains(SEED_B32), "{stored}");
+
+    // A second server sharing the master key and the directory.
+    let mut b = Node::new(&section);
+    std::fs::create_dir_all(b.path().join("data")).unwrap();
+    std::fs::copy(
+        a.path().join("data").join("master.key"),
+        b.path().join("data").join("master.key"),
+    )
+    .unwrap();
+    b.add_client("nas1", "append", true);
+    let a_addr = a.start();
+    b.start();
+    let b_addr = b.radius();
+
+    let ok = login(a_addr, "dave", &format!("dave-pass{}", hotp_code(0)));
+    assert!(ok.is("Access-Accept"), "{}\n{}", ok.output, a.log());
+    // The advance was written back: the other server refuses the same code...
+    let replay = login(b_addr, "dave", &format!("dave-pass{}", hotp_code(0)));
+    assert!(replay.is("Access-Reject"));
+    assert_eq!(last_reason(&b, "dave"), "reject/replayed_passcode");
+    // ...and accepts the next one, which the first then refuses.
+    let ok = login(b_addr, "dave", &format!("dave-pass{}", hotp_code(1)));
+    assert!(ok.is("Access-Accept"), "{}\n{}", ok.output, b.log());
+    let replay = login(a_addr, "dave", &format!("dave-pass{}", hotp_code(1)));
+    assert!(replay.is("Access-Reject"));
+    // The same code twice at once on one server: exactly one is accepted.
+    let field = format!("dave-pass{}", hotp_code(2));
+    let twins: Vec<_> = (0..2)
+        .map(|_| {
+            let field = field.clone();
+            std::thread::spawn(move || login(a_addr, "dave", &field).is("Access-Accept"))
+        })
+        .collect();
+    let accepted = twins
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .filter(|ok| *ok)
+        .count();
+    assert_eq!(accepted, 1, "{}", a.log());
+    // One record, still: the write replaced the value rather than adding one.
+    let stored = ldap.search("(uid=dave)", &["telexNumber"]);
+    assert_eq!(stored.matches("telexNumber:").count(), 1, "{stored}");
+
+    // A service account without write access gets the seeds' clear error.
+    let readonly = section
+        .replace(slapd::SERVICE_DN, slapd::READONLY_DN)
+        .replace(slapd::SERVICE_PASSWORD, slapd::READONLY_PASSWORD);
+    let c = Node::new(&readonly);
+    let out = c.cli(
+        &[
+            "token", "add", "alice", "--type", "hotp", "--secret", SEED_B32, "--no-qr",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Error writing to LDAP, access denied"),
+        "{err}"
+    );
+}
+
+#[test]
+fn directory_test_reports_each_step() {
+    let ldap = Slapd::start();
+    let ca = ldap.ca_file.display().to_string();
+    let node = Node::new(&openldap_section(
+        &[&ldap.ldaps_url, "ldaps://127.0.0.1:1"],
+        &ca,
+        "",
+    ));
+    let out = node.cli(
+        &["directory", "test", "alice", "--password-stdin"],
+        Some("alice-pass\n"),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("over TLS, service account"), "{text}");
+    assert!(
+        text.contains("ldaps://127.0.0.1:1: FAILED to connect"),
+        "{text}"
+    );
+    assert!(
+        text.contains("found uid=alice,ou=people,dc=example,dc=com"),
+        "{text}"
+    );
+    assert!(text.contains("mail: alice@example.com"), "{text}");
+    assert!(
+        text.contains("cn=vpn-users,ou=groups,dc=example,dc=com"),
+        "{text}"
+    );
+    assert!(text.contains("policy: two-factor"), "{text}");
+    assert!(text.contains("password: accepted"), "{text}");
+
+    let out = node.cli(&["directory", "test", "mallory"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("NOT FOUND"));
+
+    let out = node.cli(
+        &["directory", "test", "alice", "--password-stdin"],
+        Some("wrong\n"),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("password: REFUSED"));
+
+    let wrong = Node::new(
+        &openldap_section(&[&ldap.ldaps_url], &ca, "")
+            .replace(slapd::SERVICE_PASSWORD, "not-the-password"),
+    );
+    let out = wrong.cli(&["directory", "test"], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("was REFUSED"), "{text}");
+}
