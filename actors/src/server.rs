@@ -284,6 +284,35 @@ impl Server {
             .sum()
     }
 
+    /// Makes every directory connection actor panic, to show that they are restarted;
+    /// returns the ids of the actors that were made to fail.
+    #[cfg(feature = "fault-injection")]
+    pub fn crash_directory_connections(&self) -> Vec<ractor::ActorId> {
+        let mut crashed = Vec::new();
+        for domain in self.shared.domains.list() {
+            let pools = domain.pools();
+            for actor in pools.search.actors().into_iter().chain(pools.bind.actors()) {
+                crashed.push(actor.get_id());
+                let _ = actor.cast(crate::ldap::pool::ConnMsg::Panic);
+            }
+        }
+        crashed
+    }
+
+    /// The actors of every directory connection now.
+    pub fn directory_connection_ids(&self) -> Vec<ractor::ActorId> {
+        self.shared
+            .domains
+            .list()
+            .iter()
+            .flat_map(|d| {
+                let p = d.pools();
+                p.search.actors().into_iter().chain(p.bind.actors())
+            })
+            .map(|a| a.get_id())
+            .collect()
+    }
+
     /// Makes a client's actor panic, to show that it is restarted.
     #[cfg(feature = "fault-injection")]
     pub fn crash_client(&self, name: &str) {

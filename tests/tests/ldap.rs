@@ -514,3 +514,115 @@ fn directory_test_reports_each_step() {
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("was REFUSED"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_directory_connections_are_restarted() {
+    use tollgate_actors::server::Server;
+    use tollgate_actors::store::{NewClient, Store};
+    use tollgate_config::{Config, SharedSecret};
+    use tollgate_engine::login::LoginMode;
+
+    let ldap = Slapd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "data_dir = {:?}\n[radius]\nlisten = [\"127.0.0.1:0\"]\n{}",
+        dir.path().join("data").display().to_string(),
+        openldap_section(&[&ldap.ldaps_url], &ldap.ca_file.display().to_string(), "")
+            .replace("{dir}", &dir.path().display().to_string())
+    );
+    let config = Config::parse(&text).unwrap();
+    Store::open(&config.data_dir)
+        .unwrap()
+        .add_client(NewClient {
+            name: "nas1".into(),
+            address: "127.0.0.1".parse().unwrap(),
+            secret: SharedSecret::new(SECRET.as_bytes().to_vec()),
+            mode: LoginMode::Append,
+            require_message_authenticator: true,
+            rate_limit: 0,
+        })
+        .unwrap();
+    let server = Server::start(&config).await.expect("server starts");
+    let addr = server.radius_addrs()[0];
+    let carol = move || login(addr, "carol", "carol-pass").is("Access-Accept");
+    assert!(tokio::task::spawn_blocking(carol).await.unwrap());
+
+    let before = server.directory_connection_ids();
+    let crashed = server.crash_directory_connections();
+    assert_eq!(before, crashed);
+    let mut after = before.clone();
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        after = server.directory_connection_ids();
+        if after.iter().all(|id| !before.contains(id)) {
+            break;
+        }
+    }
+    assert!(
+        after.iter().all(|id| !before.contains(id)),
+        "every failed connection actor was replaced: {before:?} → {after:?}"
+    );
+    for _ in 0..3 {
+        assert!(tokio::task::spawn_blocking(carol).await.unwrap());
+    }
+    server.shutdown().await;
+}
+
+#[test]
+fn a_saturated_directory_sheds_logins_with_a_clear_reject() {
+    let ldap = Slapd::start();
+    let ca = ldap.ca_file.display().to_string();
+    // One login at a time may wait on the directory.
+    let port = tollgate_tests::free_tcp_port();
+    let mut node = Node::new(
+        &openldap_section(
+            &[&ldap.ldaps_url],
+            &ca,
+            "queue = 1\nbind_connections = 1\nsearch_connections = 1\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+        )
+        .replace("{port}", &port.to_string()),
+    );
+    node.add_client("nas1", "append", true);
+    let addr = node.start();
+    // A burst of distinct requests at once: most find the gate taken.
+    let raw = RawClient::new(addr);
+    let mut auths = Vec::new();
+    for i in 0..40u8 {
+        let auth = [i; 16];
+        raw.send(&RawClient::access_request(
+            i,
+            auth,
+            SECRET,
+            "carol",
+            "carol-pass",
+            &[],
+            true,
+        ));
+        auths.push(auth);
+    }
+    let mut accepts = 0;
+    let mut rejects = 0;
+    while let Some(reply) = raw.recv() {
+        let id = reply[1];
+        match RawClient::check_reply(&reply, &auths[usize::from(id)], SECRET) {
+            Code::AccessAccept => accepts += 1,
+            Code::AccessReject => rejects += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+        if accepts + rejects == 40 {
+            break;
+        }
+    }
+    assert_eq!(accepts + rejects, 40, "every request is answered");
+    assert!(accepts >= 1, "the admitted login is accepted");
+    assert!(rejects >= 1, "the excess is refused at once");
+    let overloaded = audit(&node)
+        .iter()
+        .filter(|r| r["reason"] == "overloaded")
+        .count();
+    assert_eq!(overloaded, rejects, "each refusal says why");
+    let metrics_addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let shed = tollgate_tests::http_get(metrics_addr, "/metrics")
+        .and_then(|text| tollgate_tests::metric(&text, "tollgate_shed_total{gate=\"directory\"}"));
+    assert_eq!(shed, Some(rejects as f64), "the shed logins are counted");
+}
