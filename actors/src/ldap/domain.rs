@@ -528,6 +528,29 @@ mod tests {
         assert_eq!(f, "(cn=é\\5c0)");
     }
 
+    proptest::proptest! {
+        /// Whatever a user types as their name, the filled filter keeps the template's
+        /// structure: no parenthesis, asterisk or backslash of theirs survives unescaped.
+        #[test]
+        fn any_name_stays_inside_its_filter_value(name in "\\PC{0,40}") {
+            let f = fill("(&(objectClass=user)(uid={user}))", &[("{user}", &name)]);
+            let inner = f
+                .strip_prefix("(&(objectClass=user)(uid=")
+                .and_then(|r| r.strip_suffix("))"))
+                .expect("the template's frame is intact");
+            proptest::prop_assert!(!inner.contains(['(', ')', '*', '\0']));
+            proptest::prop_assert!(inner.replace("\\5c", "").replace("\\28", "").replace("\\29", "").replace("\\2a", "").replace("\\00", "").chars().all(|c| c != '\\'));
+        }
+
+        /// Directory answers are read without panicking, whatever they hold.
+        #[test]
+        fn directory_values_never_panic(text in "\\PC{0,80}", uac in "[0-9a-z ]{0,25}") {
+            let _ = ad_bind_refusal(&text);
+            let _ = ad_account(&entry(&[("userAccountControl", &uac), ("accountExpires", &uac), ("pwdLastSet", &text)]), 1_800_000_000);
+            let _ = normalize_dn(&text);
+        }
+    }
+
     #[test]
     fn dns_compare_without_case_or_spaces() {
         assert_eq!(

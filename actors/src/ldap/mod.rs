@@ -179,3 +179,69 @@ impl Domains {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> tollgate_config::Config {
+        tollgate_config::Config::parse(text).expect("config parses")
+    }
+
+    #[tokio::test]
+    async fn login_names_route_to_their_domain() {
+        let c = config(
+            r#"
+[[ldap]]
+domain = "example.com"
+aliases = ["EXAMPLE"]
+default = true
+servers = ["ldap://127.0.0.1:1"]
+bind_dn = "cn=svc"
+bind_password = "pw"
+base_dn = "dc=example,dc=com"
+[[ldap]]
+domain = "corp.example.com"
+aliases = ["CORP"]
+servers = ["ldaps://127.0.0.1:1"]
+bind_dn = "cn=svc"
+bind_password = "pw"
+base_dn = "dc=corp"
+"#,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let key = MasterKey::load_or_create(&dir.path().join("k")).unwrap().0;
+        // Connections open on first use: nothing listens on port 1 and start-up succeeds.
+        let domains = Domains::start(&c.ldap, Arc::new(key)).await.unwrap();
+        let route = |name: &str| {
+            domains
+                .route(name)
+                .map(|r| (r.domain.name.clone(), r.user.to_owned()))
+        };
+        let ex = |u: &str| Some(("example.com".to_owned(), u.to_owned()));
+        let corp = |u: &str| Some(("corp.example.com".to_owned(), u.to_owned()));
+        assert_eq!(route("alice@example.com"), ex("alice"));
+        assert_eq!(route("alice@EXAMPLE.com"), ex("alice"));
+        assert_eq!(route("example\\alice"), ex("alice"));
+        assert_eq!(route("alice"), ex("alice"));
+        assert_eq!(route("a@b@example.com"), ex("a@b"));
+        assert_eq!(route("alice@corp.example.com"), corp("alice"));
+        assert_eq!(route("CORP\\alice"), corp("alice"));
+        // Names of no configured domain stay in the embedded directory.
+        assert_eq!(route("alice@elsewhere.org"), None);
+        assert_eq!(route("OTHER\\alice"), None);
+        assert!(domains.by_name("corp").is_some());
+        assert_eq!(
+            domains.default_domain().map(|d| d.name.as_str()),
+            Some("example.com")
+        );
+        domains.stop();
+    }
+
+    #[tokio::test]
+    async fn without_domains_nothing_routes() {
+        let domains = Domains::none();
+        assert!(domains.route("alice@example.com").is_none());
+        assert!(domains.route("alice").is_none());
+    }
+}
