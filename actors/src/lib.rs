@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod cli;
+pub mod delivery;
 pub mod ldap;
 pub mod metrics;
 pub mod process;

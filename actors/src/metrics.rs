@@ -41,6 +41,23 @@ pub const LDAP_ERRORS_TOTAL: &str = "tollgate_ldap_errors_total";
 /// Directory servers marked dead, by `domain`.
 pub const LDAP_FAILOVERS_TOTAL: &str = "tollgate_ldap_failovers_total";
 
+/// Messages in the outbox waiting to be sent (dead letters excluded).
+pub const DELIVERY_QUEUED: &str = "tollgate_delivery_queued";
+/// Dead letters in the outbox, waiting for an admin.
+pub const DELIVERY_DEAD_LETTERS: &str = "tollgate_delivery_dead_letters";
+/// Messages delivered, by `channel` and `gateway`.
+pub const DELIVERY_SENT_TOTAL: &str = "tollgate_delivery_sent_total";
+/// Attempts that failed on every gateway and were scheduled again, by `channel`.
+pub const DELIVERY_RETRIED_TOTAL: &str = "tollgate_delivery_retried_total";
+/// Messages that became dead letters, by `channel`.
+pub const DELIVERY_FAILED_TOTAL: &str = "tollgate_delivery_failed_total";
+/// Time one gateway took to take or refuse a message, by `channel`.
+pub const DELIVERY_DURATION_SECONDS: &str = "tollgate_delivery_duration_seconds";
+/// Codes not sent because their destination asked for too many, by `channel`.
+pub const DELIVERY_THROTTLED_TOTAL: &str = "tollgate_delivery_throttled_total";
+/// Day codes issued, by `reason` (batch, replace).
+pub const DAYCODES_ISSUED_TOTAL: &str = "tollgate_daycodes_issued_total";
+
 /// Histogram buckets for request latency, in seconds: fine below a millisecond, where
 /// inline logins land, and coarse up to the Argon2 and challenge paths.
 pub const LATENCY_BUCKETS: &[f64] = &[

@@ -66,6 +66,7 @@ pub struct Server {
     session_supervisor: ActorRef<()>,
     table: Arc<ArcSwap<ClientTable>>,
     shared: Arc<Shared>,
+    scheduler: ActorRef<crate::delivery::scheduler::SchedulerMsg>,
     store_sync: Option<StoreSync>,
     grace: Duration,
 }
@@ -142,7 +143,14 @@ impl Server {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
+        let delivery = crate::delivery::start(config, Arc::clone(&directory))
+            .await
+            .map_err(|e| ServerError::Spawn {
+                what: "delivered codes",
+                reason: e.to_string(),
+            })?;
         let shared = Arc::new(Shared {
+            delivery: Arc::clone(&delivery.delivery),
             directory: Arc::clone(&directory),
             domains,
             sessions: SessionRegistry::new(config.login.max_sessions),
@@ -239,9 +247,17 @@ impl Server {
             session_supervisor,
             table,
             shared,
+            scheduler: delivery.scheduler,
             store_sync: Some(store_sync),
             grace: Duration::from_secs(config.shutdown.grace_secs),
         })
+    }
+
+    /// Runs today's day-code batch now, whatever the time of day.
+    pub fn run_day_codes_now(&self) {
+        let _ = self
+            .scheduler
+            .cast(crate::delivery::scheduler::SchedulerMsg::RunNow);
     }
 
     /// The addresses the RADIUS listeners are bound to.
@@ -348,6 +364,8 @@ impl Server {
         let _ = (&mut self.supervisor_task).await;
         self.session_supervisor.stop(Some("shutdown".to_owned()));
         self.shared.domains.stop();
+        self.shared.delivery.stop();
+        self.scheduler.stop(Some("shutdown".to_owned()));
         if let Some(sync) = self.store_sync.take() {
             // The last flush blocks on SQLite; keep it off the async workers.
             let _ = tokio::task::spawn_blocking(move || sync.stop()).await;

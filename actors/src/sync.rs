@@ -122,6 +122,11 @@ fn apply(store: &Store, ctx: &SyncTargets, change: Change) -> Result<(), StoreEr
                 .supervisor
                 .cast(RadiusSupervisorMsg::SetClients(clients));
         }
+        Change::DayCodes(since) => {
+            for code in store.day_codes_since(since)? {
+                directory.install_day_code(code);
+            }
+        }
         Change::All => {
             load_directory(store, directory)?;
             let clients = all_clients(&ctx.clients_from_config, store, ctx.default_rate)?;
@@ -162,6 +167,9 @@ pub fn load_directory(store: &Store, directory: &Directory) -> Result<(), StoreE
     for user in users {
         let t = tokens.remove(&user.id).unwrap_or_default();
         directory.upsert(user, t);
+    }
+    for code in store.day_codes_since(0)? {
+        directory.install_day_code(code);
     }
     metrics::gauge!(crate::metrics::USERS_LOADED).set(directory.len() as f64);
     Ok(())

@@ -5,12 +5,19 @@
 //! caught by `tollgate check-config` before any port is bound. Secrets are held in
 //! [`SharedSecret`], whose `Debug` output never shows them. The crate opens no sockets.
 
+mod delivery;
 mod error;
+mod gateway;
 mod ldap;
 mod model;
 mod secret;
 
+pub use delivery::{DeliveryConfig, PreloadConfig};
 pub use error::ConfigError;
+pub use gateway::{
+    GatewayChannel, GatewayConfig, GatewayType, HttpContentType, HttpMethod, HttpPreset,
+    HttpSettings, Placeholder, SmtpTls, Template, TemplatePart, DEFAULT_GATEWAY_TIMEOUT_MS,
+};
 pub use ldap::{GroupMembership, GroupPolicy, GroupRule, LdapConfig, LdapProfile};
 pub use model::valid_name_char;
 pub use model::{

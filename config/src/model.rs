@@ -50,10 +50,16 @@ pub struct Config {
     /// `tollgate client add`).
     #[serde(default, rename = "client")]
     pub clients: Vec<ClientConfig>,
+    /// Delivered codes (SMS, e-mail, voice) and the outbox.
+    #[serde(default)]
+    pub delivery: crate::DeliveryConfig,
     /// LDAP and Active Directory domains; users of no domain stay in the embedded
     /// directory.
     #[serde(default, rename = "ldap")]
     pub ldap: Vec<crate::LdapConfig>,
+    /// Gateways that deliver passcodes by SMS, e-mail or voice.
+    #[serde(default, rename = "gateway")]
+    pub gateways: Vec<crate::GatewayConfig>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -75,6 +81,8 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             clients: Vec::new(),
             ldap: Vec::new(),
+            delivery: crate::DeliveryConfig::default(),
+            gateways: Vec::new(),
         }
     }
 }
@@ -641,6 +649,8 @@ impl Config {
             syslog.validate()?;
         }
         crate::ldap::validate_all(&self.ldap)?;
+        crate::gateway::validate_all(&self.gateways)?;
+        self.delivery.validate()?;
         let mut names = std::collections::HashSet::new();
         for (i, c) in self.clients.iter().enumerate() {
             let at = |key: &str| format!("client[{i}].{key}");

@@ -7,6 +7,7 @@
 //! A peer that is missing fails the test with the Debian package to install; nothing is
 //! skipped silently.
 
+pub mod peers;
 pub mod slapd;
 
 use std::io::{BufRead, BufReader, Write};

@@ -65,6 +65,21 @@ pub enum UserCmd {
         /// User name.
         name: String,
     },
+    /// Set how a user's second factor reaches them, and their mobile number and e-mail
+    /// address (an empty value clears it).
+    Set {
+        /// User name.
+        name: String,
+        /// token | realtime-sms | realtime-email | realtime-voice | preload-sms | preload-email
+        #[arg(long, value_parser = parse_method)]
+        delivery: Option<crate::store::Method>,
+        /// Mobile number (E.164, e.g. +447700900123).
+        #[arg(long)]
+        mobile: Option<String>,
+        /// E-mail address.
+        #[arg(long)]
+        email: Option<String>,
+    },
     /// Remove a user and their tokens.
     Remove {
         /// User name.
@@ -152,11 +167,62 @@ pub fn user(global: &GlobalOpts, cmd: UserCmd) -> Result<ExitCode, CliError> {
             );
             println!("lock:      {}", lock_text(&u.lockout));
             println!("failures:  {}", u.lockout.failures);
+            println!("delivery:  {}", u.delivery.method.as_str());
+            println!(
+                "mobile:    {}",
+                u.delivery.mobile.as_deref().unwrap_or("(none)")
+            );
+            println!(
+                "email:     {}",
+                u.delivery.email.as_deref().unwrap_or("(none)")
+            );
             let tokens = store.tokens(Some(u.id))?;
             println!("tokens:    {}", tokens.len());
             for t in &tokens {
                 println!("  {}", describe_token(t));
             }
+        }
+        UserCmd::Set {
+            name,
+            delivery,
+            mobile,
+            email,
+        } => {
+            if let Some(m) = mobile.as_deref().filter(|m| !m.is_empty()) {
+                if !m.starts_with('+')
+                    || !m[1..].chars().all(|c| c.is_ascii_digit() || c == ' ')
+                    || m.len() < 8
+                {
+                    return Err(CliError(format!(
+                        "--mobile `{m}`: give an international number such as +447700900123"
+                    )));
+                }
+            }
+            if let Some(e) = email.as_deref().filter(|e| !e.is_empty()) {
+                if !e.contains('@') || e.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Err(CliError(format!("--email `{e}` is not an address")));
+                }
+            }
+            let d = store.set_delivery(&name, delivery, mobile.as_deref(), email.as_deref())?;
+            if let crate::store::Method::Realtime(c) | crate::store::Method::Preload(c) = d.method {
+                if d.destination(c).is_none() {
+                    println!(
+                        "warning: {name} has no {} destination yet; set --{}",
+                        c.as_str(),
+                        if c == crate::delivery::Channel::Email {
+                            "email"
+                        } else {
+                            "mobile"
+                        }
+                    );
+                }
+            }
+            println!(
+                "user {name}: delivery {}, mobile {}, email {}",
+                d.method.as_str(),
+                d.mobile.as_deref().unwrap_or("(none)"),
+                d.email.as_deref().unwrap_or("(none)")
+            );
         }
         UserCmd::Disable { name } => {
             store.set_disabled(&name, true)?;
@@ -454,6 +520,57 @@ impl From<ModeArg> for LoginMode {
             ModeArg::PasscodeOnly => LoginMode::PasscodeOnly,
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCmd {
+    /// Messages waiting to be sent (with --dead, the dead letters).
+    List {
+        /// Show the dead letters instead.
+        #[arg(long)]
+        dead: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Put a dead letter back in the queue.
+    Resend {
+        /// Message id (see `outbox list --dead`).
+        id: i64,
+    },
+}
+
+fn parse_method(s: &str) -> Result<crate::store::Method, String> {
+    crate::store::Method::parse(s).ok_or_else(|| {
+        format!("`{s}`: one of token, realtime-sms, realtime-email, realtime-voice, preload-sms, preload-email")
+    })
+}
+
+/// Runs an `outbox` command.
+pub fn outbox(global: &GlobalOpts, cmd: OutboxCmd) -> Result<ExitCode, CliError> {
+    let mut store = open_store(global)?;
+    match cmd {
+        OutboxCmd::List { dead, limit } => {
+            let (live, dead_count) = store.outbox_counts()?;
+            println!("{live} waiting, {dead_count} dead letters");
+            for m in store.outbox(dead, limit)? {
+                println!(
+                    "{:<8} {:<6} {:<28} {:<16} attempts {:<3} {}",
+                    m.id,
+                    m.channel.as_str(),
+                    m.to,
+                    m.purpose,
+                    m.attempts,
+                    m.last_error.as_deref().unwrap_or("")
+                );
+            }
+        }
+        OutboxCmd::Resend { id } => {
+            store.resend(id)?;
+            println!("message {id} queued again");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Subcommand)]

@@ -49,6 +49,9 @@ enum Command {
     /// Manage soft and hardware tokens.
     #[command(subcommand)]
     Token(admin::TokenCmd),
+    /// The outbox of delivered codes: waiting messages and dead letters.
+    #[command(subcommand)]
+    Outbox(admin::OutboxCmd),
     /// Check the LDAP / Active Directory domains.
     #[command(subcommand)]
     Directory(directory::DirectoryCmd),
@@ -117,6 +120,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Token(cmd) => admin::token(&cli.global, cmd),
         Command::Client(cmd) => admin::client(&cli.global, cmd),
         Command::Directory(cmd) => directory::directory(&cli.global, cmd),
+        Command::Outbox(cmd) => admin::outbox(&cli.global, cmd),
         Command::RadiusTest(args) => radius_test::run(args),
     }
 }

@@ -18,8 +18,10 @@ use zeroize::Zeroizing;
 use super::domain::{Account, BindResult, DirUser, SwapResult};
 use super::record::DirToken;
 use super::{DirError, Domain};
+use crate::delivery::Channel;
 use crate::radius::{Decision, Shared};
 use crate::state::{PasscodeCheck, UserEntry};
+use crate::store::Method;
 
 /// A directory login handed over by the inline path.
 pub struct DirLogin {
@@ -43,6 +45,17 @@ pub enum DirOutcome {
     Challenge {
         /// The name as typed.
         name: String,
+    },
+    /// The password is right; send a real-time code and ask for it.
+    SendCode {
+        /// The name as typed.
+        name: String,
+        /// The user's embedded entry, if any.
+        user_id: Option<i64>,
+        /// The channel.
+        channel: Channel,
+        /// The destination: set by an admin, or read from the directory.
+        to: Option<String>,
     },
 }
 
@@ -183,6 +196,37 @@ pub async fn run(shared: &Shared, login: DirLogin, now: u64) -> DirOutcome {
         ))
     };
     let password_only = found.policy == GroupPolicy::PasswordOnly;
+    // A user whose embedded entry asks for real-time codes gets one once the directory
+    // accepts the password; the number or address set by an admin wins over the
+    // directory's.
+    let realtime = match found.shadow.as_ref().map(|s| s.delivery.method) {
+        Some(Method::Realtime(channel)) if !password_only => Some(channel),
+        _ => None,
+    };
+    if let Some(channel) = realtime {
+        if mode == LoginMode::PasscodeOnly {
+            return refuse(&found, RejectReason::NoToken);
+        }
+        return match password(&domain, &found, &field).await {
+            Err(d) => DirOutcome::Done(with_name(d, &given)),
+            Ok(Some(reason)) => refuse(&found, reason),
+            Ok(None) => {
+                let shadow = found.shadow.as_ref();
+                let to = shadow
+                    .and_then(|s| s.delivery.destination(channel).map(str::to_owned))
+                    .or_else(|| match channel {
+                        Channel::Email => found.user.mail.clone(),
+                        Channel::Sms | Channel::Voice => found.user.mobile.clone(),
+                    });
+                DirOutcome::SendCode {
+                    name: given,
+                    user_id: shadow.map(|s| s.id),
+                    channel,
+                    to,
+                }
+            }
+        };
+    }
     match mode {
         LoginMode::PasscodeOnly => {
             if found.tokens.is_empty() {
@@ -418,5 +462,6 @@ fn conclude(
         outcome,
         state: None,
         user: given.to_owned(),
+        message: None,
     }
 }

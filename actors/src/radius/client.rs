@@ -14,7 +14,7 @@ use tollgate_engine::login::RejectReason;
 use tollgate_engine::radius::{verify_request, Packet};
 
 use super::login::{self, Decision, Progress};
-use super::session::Answer;
+use super::session::{Answer, SentCode};
 use super::{Job, SessionMsg, Shared};
 use crate::ldap::login::DirOutcome;
 use crate::metrics as m;
@@ -85,6 +85,50 @@ impl Actor for ClientActor {
     }
 }
 
+/// Carries a login that is past its password to its decision: opens a challenge, or sends
+/// a real-time code and opens a challenge that expects it.
+pub async fn settle(shared: &Arc<Shared>, client: &str, progress: Progress) -> Decision {
+    let now = unix_now();
+    match progress {
+        Progress::Done(d) => d,
+        Progress::OpenChallenge { name } => shared.sessions.open(shared, client, &name, now).await,
+        Progress::SendCode {
+            user_id,
+            name,
+            channel,
+            to,
+        } => {
+            let code = shared.delivery.new_code();
+            match shared
+                .delivery
+                .send_realtime(user_id, channel, to.as_deref(), &code)
+                .await
+            {
+                Ok(masked) => {
+                    let sent = SentCode {
+                        prompt: shared.delivery.config.prompt.replace("{to}", &masked),
+                        ttl_secs: shared.delivery.config.realtime_ttl_secs,
+                        code,
+                    };
+                    shared
+                        .sessions
+                        .open_with(shared, client, &name, now, Some(sent))
+                        .await
+                }
+                Err(e) => {
+                    tracing::warn!(target: "tollgate::audit", user = %name, channel = channel.as_str(), error = %e, "real-time code not sent");
+                    Decision::reject(&name, RejectReason::DeliveryFailed)
+                }
+            }
+        }
+        // Only the steps above follow a password.
+        Progress::SlowPassword { name, .. } | Progress::Answer { name, .. } => {
+            Decision::reject(&name, RejectReason::Malformed)
+        }
+        Progress::Directory(login) => Decision::reject(&login.given, RejectReason::Malformed),
+    }
+}
+
 impl ClientActorState {
     async fn continue_login(&mut self, myself: &ActorRef<ClientMsg>, job: Job, progress: Progress) {
         let now = unix_now();
@@ -124,22 +168,30 @@ impl ClientActorState {
                     };
                     metrics::counter!(m::PASSWORD_CHECKS_TOTAL, "path" => "argon2", "result" => if ok { "good" } else { "bad" }).increment(1);
                     let now = unix_now();
-                    let decision = match login::after_password(&shared, &user, &name, ok, then, now)
-                    {
-                        Progress::OpenChallenge { name } => {
-                            shared
-                                .sessions
-                                .open(&shared, &job.core.settings.name, &name, now)
-                                .await
-                        }
-                        Progress::Done(d) => d,
-                        // after_password only decides or opens a challenge.
-                        _ => Decision::reject(&name, RejectReason::Malformed),
-                    };
+                    let progress = login::after_password(&shared, &user, &name, ok, then, now);
+                    let decision = settle(&shared, &job.core.settings.name, progress).await;
                     if let Err(err) = me.cast(ClientMsg::Completed { job, decision }) {
                         // The actor was restarted meanwhile; dropping the job frees its
                         // duplicate-cache entry and the NAS retransmits.
                         tracing::debug!(%err, "client actor gone before a slow login completed");
+                    }
+                });
+            }
+            Progress::SendCode { .. } => {
+                let Ok(permit) = Arc::clone(&self.shared.slow_gate).try_acquire_owned() else {
+                    metrics::counter!(m::SHED_TOTAL, "gate" => "delivery").increment(1);
+                    let Progress::SendCode { name, .. } = progress else {
+                        return;
+                    };
+                    return self.finish(job, &Decision::reject(&name, RejectReason::Overloaded));
+                };
+                let shared = Arc::clone(&self.shared);
+                let me = myself.clone();
+                tokio::spawn(async move {
+                    let _admitted = permit;
+                    let decision = settle(&shared, &job.core.settings.name, progress).await;
+                    if let Err(err) = me.cast(ClientMsg::Completed { job, decision }) {
+                        tracing::debug!(%err, "client actor gone before a code was sent");
                     }
                 });
             }
@@ -157,6 +209,20 @@ impl ClientActorState {
                     let _admitted = permit;
                     let decision = match crate::ldap::login::run(&shared, *login, now).await {
                         DirOutcome::Done(d) => d,
+                        DirOutcome::SendCode {
+                            name,
+                            user_id,
+                            channel,
+                            to,
+                        } => {
+                            let progress = Progress::SendCode {
+                                user_id,
+                                name,
+                                channel,
+                                to,
+                            };
+                            settle(&shared, &job.core.settings.name, progress).await
+                        }
                         DirOutcome::Challenge { name } => {
                             shared
                                 .sessions

@@ -121,7 +121,14 @@ impl ClientCore {
         let mut n = 0;
         if let (Outcome::Challenge, Some(state)) = (decision.outcome, &decision.state) {
             attrs[0] = (attr::STATE, state.as_slice());
-            attrs[1] = (attr::REPLY_MESSAGE, shared.challenge_message.as_bytes());
+            attrs[1] = (
+                attr::REPLY_MESSAGE,
+                decision
+                    .message
+                    .as_deref()
+                    .unwrap_or(&shared.challenge_message)
+                    .as_bytes(),
+            );
             n = 2;
         }
         if let Err(e) = encode_reply(

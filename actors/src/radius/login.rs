@@ -17,9 +17,11 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::{ClientSettings, SessionMsg, SessionRegistry};
 use crate::audit::Audit;
+use crate::delivery::{Channel, Delivery};
 use crate::ldap::login::DirLogin;
 use crate::ldap::Domains;
-use crate::state::{Directory, PasscodeCheck, PasswordCheck, UserEntry};
+use crate::state::{DayCheck, Directory, PasscodeCheck, PasswordCheck, UserEntry};
+use crate::store::Method;
 
 /// What every client actor and session shares.
 pub struct Shared {
@@ -39,6 +41,8 @@ pub struct Shared {
     pub challenge_message: String,
     /// The audit trail.
     pub audit: Audit,
+    /// Delivered codes.
+    pub delivery: Arc<Delivery>,
     /// Duplicate-cache window.
     pub dedup_window: Duration,
     /// Duplicate-cache capacity per client.
@@ -54,6 +58,8 @@ pub struct Decision {
     pub state: Option<[u8; STATE_LEN]>,
     /// The user name as given (for the audit line).
     pub user: String,
+    /// Reply-Message of a challenge, when not the configured one.
+    pub message: Option<String>,
 }
 
 impl Decision {
@@ -63,16 +69,19 @@ impl Decision {
             outcome: Outcome::Reject(reason),
             state: None,
             user: user.to_owned(),
+            message: None,
         }
     }
 }
 
-/// What to do once a slow password check succeeds.
+/// What to do once the password is right.
 pub enum Then {
-    /// Check this passcode (append mode).
+    /// Check this passcode or day code (append mode).
     Passcode(Zeroizing<Vec<u8>>),
     /// Open a challenge (challenge mode).
     Challenge,
+    /// Send a real-time code and open a challenge for it.
+    SendCode(Channel),
 }
 
 /// Where a login stands after its inline part.
@@ -94,6 +103,17 @@ pub enum Progress {
     OpenChallenge {
         /// The name as given.
         name: String,
+    },
+    /// The password is right: send a real-time code, then open a challenge for it.
+    SendCode {
+        /// The user's id in the embedded store, if they have an entry there.
+        user_id: Option<i64>,
+        /// The name as given.
+        name: String,
+        /// The channel.
+        channel: Channel,
+        /// Where it goes, if the user has a number or address for it.
+        to: Option<String>,
     },
     /// A user of an LDAP domain: the rest waits on the directory.
     Directory(Box<DirLogin>),
@@ -155,17 +175,17 @@ fn start_with_field(
     now_ms: u64,
 ) -> Progress {
     let dir = &shared.directory;
-    if client.mode == LoginMode::Challenge {
-        if let Some(state) = req.attribute(attr::STATE) {
-            return match shared.sessions.take(state) {
-                Some(session) => Progress::Answer {
-                    session,
-                    name: name.to_owned(),
-                    passcode: Zeroizing::new(field.to_vec()),
-                },
-                None => Progress::Done(Decision::reject(name, RejectReason::UnknownState)),
-            };
-        }
+    // An answer to a challenge: challenge-mode clients, and clients of any mode whose
+    // user was sent a real-time code.
+    if let Some(state) = req.attribute(attr::STATE) {
+        return match shared.sessions.take(state) {
+            Some(session) => Progress::Answer {
+                session,
+                name: name.to_owned(),
+                passcode: Zeroizing::new(field.to_vec()),
+            },
+            None => Progress::Done(Decision::reject(name, RejectReason::UnknownState)),
+        };
     }
     if let Some(route) = shared.domains.route(name) {
         return Progress::Directory(Box::new(DirLogin {
@@ -188,47 +208,51 @@ fn start_with_field(
     // A refusal that counts towards the user's lockout.
     let refuse =
         |reason| Progress::Done(conclude(shared, &user, name, Outcome::Reject(reason), now));
-    match client.mode {
-        LoginMode::PasscodeOnly => Progress::Done(check_passcode(shared, &user, name, field, now)),
-        LoginMode::Challenge => match dir.check_password_fast(&user, field, now_ms) {
-            PasswordCheck::Good => Progress::OpenChallenge {
-                name: name.to_owned(),
-            },
+    let password_then =
+        |password: &[u8], then: Then| match dir.check_password_fast(&user, password, now_ms) {
+            PasswordCheck::Good => after_password(shared, &user, name, true, then, now),
             PasswordCheck::Bad => refuse(RejectReason::BadPassword),
             PasswordCheck::NeedsSlowCheck => Progress::SlowPassword {
                 user: Arc::clone(&user),
                 name: name.to_owned(),
-                password: Zeroizing::new(field.to_vec()),
-                then: Then::Challenge,
+                password: Zeroizing::new(password.to_vec()),
+                then,
             },
-        },
-        LoginMode::Append => {
-            if user.tokens.is_empty() {
+        };
+    match (user.delivery.method, client.mode) {
+        // A real-time code is sent once the password is right; it is typed at the
+        // challenge's prompt, whatever the client's mode (a passcode-only client checks no
+        // password, so it can never trigger a send).
+        (Method::Realtime(_), LoginMode::PasscodeOnly) => refuse(RejectReason::NoToken),
+        (Method::Realtime(channel), _) => password_then(field, Then::SendCode(channel)),
+        (_, LoginMode::PasscodeOnly) => {
+            Progress::Done(second_factor(shared, &user, name, field, now))
+        }
+        (_, LoginMode::Challenge) => password_then(field, Then::Challenge),
+        (method, LoginMode::Append) => {
+            let lengths: Vec<u8> = match method {
+                Method::Preload(_) => dir
+                    .day_code_len(user.id)
+                    .map(|l| l as u8)
+                    .into_iter()
+                    .collect(),
+                _ => user.passcode_lengths().collect(),
+            };
+            if lengths.is_empty() {
                 return refuse(RejectReason::NoToken);
             }
-            let split = user
-                .passcode_lengths()
+            let split = lengths
+                .into_iter()
                 .find_map(|digits| split_appended(field, digits));
             let Some((password, passcode)) = split else {
                 return refuse(RejectReason::Malformed);
             };
-            match dir.check_password_fast(&user, password, now_ms) {
-                PasswordCheck::Good => {
-                    Progress::Done(check_passcode(shared, &user, name, passcode, now))
-                }
-                PasswordCheck::Bad => refuse(RejectReason::BadPassword),
-                PasswordCheck::NeedsSlowCheck => Progress::SlowPassword {
-                    user: Arc::clone(&user),
-                    name: name.to_owned(),
-                    password: Zeroizing::new(password.to_vec()),
-                    then: Then::Passcode(Zeroizing::new(passcode.to_vec())),
-                },
-            }
+            password_then(password, Then::Passcode(Zeroizing::new(passcode.to_vec())))
         }
     }
 }
 
-/// Continues a login after the slow password check.
+/// Continues a login once the password is checked.
 pub fn after_password(
     shared: &Shared,
     user: &UserEntry,
@@ -247,9 +271,15 @@ pub fn after_password(
         ));
     }
     match then {
-        Then::Passcode(code) => Progress::Done(check_passcode(shared, user, name, &code, now)),
+        Then::Passcode(code) => Progress::Done(second_factor(shared, user, name, &code, now)),
         Then::Challenge => Progress::OpenChallenge {
             name: name.to_owned(),
+        },
+        Then::SendCode(channel) => Progress::SendCode {
+            user_id: Some(user.id),
+            name: name.to_owned(),
+            channel,
+            to: user.delivery.destination(channel).map(str::to_owned),
         },
     }
 }
@@ -275,7 +305,58 @@ pub async fn answer_challenge(shared: &Shared, name: &str, passcode: &[u8], now:
     if dir.is_locked(&user, now) {
         return Decision::reject(name, RejectReason::LockedOut);
     }
-    check_passcode(shared, &user, name, passcode, now)
+    second_factor(shared, &user, name, passcode, now)
+}
+
+/// Checks a real-time code typed at the prompt against the one sent.
+pub fn answer_delivered(
+    shared: &Shared,
+    name: &str,
+    sent: &str,
+    typed: &[u8],
+    now: u64,
+) -> Decision {
+    let outcome = if tollgate_engine::login::code_matches(sent.as_bytes(), typed) {
+        Outcome::Accept
+    } else {
+        Outcome::Reject(RejectReason::BadPasscode)
+    };
+    // A directory user's name may also be an embedded user's: never mix the two.
+    let embedded = match shared.domains.route(name) {
+        Some(_) => None,
+        None => shared.directory.user(name),
+    };
+    match embedded {
+        Some(user) if user.disabled => Decision::reject(name, RejectReason::Disabled),
+        Some(user) => conclude(shared, &user, name, outcome, now),
+        // A directory user without an embedded entry: no lockout state here.
+        None => Decision {
+            outcome,
+            state: None,
+            user: name.to_owned(),
+            message: None,
+        },
+    }
+}
+
+/// The second factor of a user who typed `code`: a token's passcode or a day code.
+fn second_factor(shared: &Shared, user: &UserEntry, name: &str, code: &[u8], now: u64) -> Decision {
+    match user.delivery.method {
+        Method::Preload(_) => {
+            let outcome = match shared.directory.check_day_code(user.id, code, now) {
+                DayCheck::Accepted { issued_at } => {
+                    shared.delivery.day_code_used(user.id, issued_at);
+                    Outcome::Accept
+                }
+                DayCheck::Wrong => Outcome::Reject(RejectReason::BadPasscode),
+                DayCheck::Used => Outcome::Reject(RejectReason::ReplayedPasscode),
+                DayCheck::Expired => Outcome::Reject(RejectReason::CodeExpired),
+                DayCheck::Missing => Outcome::Reject(RejectReason::NoToken),
+            };
+            conclude(shared, user, name, outcome, now)
+        }
+        _ => check_passcode(shared, user, name, code, now),
+    }
 }
 
 fn check_passcode(
@@ -309,5 +390,6 @@ fn conclude(shared: &Shared, user: &UserEntry, name: &str, outcome: Outcome, now
         outcome,
         state: None,
         user: name.to_owned(),
+        message: None,
     }
 }

@@ -27,7 +27,7 @@ pub use client::{ClientActor, ClientMsg};
 pub use dedup::{DedupKey, DuplicateCache, Seen};
 pub use job::{ClientSettings, Job};
 pub use login::{Decision, Progress, Shared};
-pub use session::{SessionActor, SessionMsg, SessionRegistry, SessionSupervisor};
+pub use session::{SentCode, SessionActor, SessionMsg, SessionRegistry, SessionSupervisor};
 pub use supervisor::{RadiusSupervisor, RadiusSupervisorArgs, RadiusSupervisorMsg};
 pub use table::{ClientSlot, ClientTable};
 pub use worker::{bind_sockets, spawn_workers, WorkerContext};

@@ -90,6 +90,19 @@ impl SessionRegistry {
     /// answers the NAS: a challenge carrying the new State, or a reject when the server
     /// cannot hold one more session.
     pub async fn open(&self, shared: &Arc<Shared>, client: &str, user: &str, now: u64) -> Decision {
+        self.open_with(shared, client, user, now, None).await
+    }
+
+    /// Opens a session that expects a code just sent to the user, with its own prompt and
+    /// lifetime.
+    pub async fn open_with(
+        &self,
+        shared: &Arc<Shared>,
+        client: &str,
+        user: &str,
+        now: u64,
+        sent: Option<SentCode>,
+    ) -> Decision {
         let reject = |reason| Decision::reject(user, reason);
         let Ok(permit) = Arc::clone(&self.gate).try_acquire_owned() else {
             metrics::counter!(m::SHED_TOTAL, "gate" => "sessions").increment(1);
@@ -100,10 +113,15 @@ impl SessionRegistry {
         };
         let mut state = [0u8; STATE_LEN];
         rand::rngs::OsRng.fill_bytes(&mut state);
-        let session = ChallengeSession::new(state, client, user, now, shared.challenge_ttl_secs);
+        let ttl = sent
+            .as_ref()
+            .map_or(shared.challenge_ttl_secs, |s| s.ttl_secs);
+        let message = sent.as_ref().map(|s| s.prompt.clone());
+        let session = ChallengeSession::new(state, client, user, now, ttl);
         let args = SessionArgs {
             session,
             shared: Arc::clone(shared),
+            sent,
             _permit: permit,
         };
         match Actor::spawn_linked(None, SessionActor, args, supervisor.clone()).await {
@@ -114,6 +132,7 @@ impl SessionRegistry {
                     outcome: Outcome::Challenge,
                     state: Some(state),
                     user: user.to_owned(),
+                    message,
                 }
             }
             Err(e) => {
@@ -127,10 +146,22 @@ impl SessionRegistry {
 /// The actor of one challenge session.
 pub struct SessionActor;
 
+/// A code sent to the user that the session expects as its answer.
+pub struct SentCode {
+    /// The code.
+    pub code: Zeroizing<String>,
+    /// Reply-Message of the challenge (`Enter the passcode sent to ...7391`).
+    pub prompt: String,
+    /// Seconds the code stays valid.
+    pub ttl_secs: u64,
+}
+
 /// Start-up arguments of a [`SessionActor`].
 pub struct SessionArgs {
     session: ChallengeSession,
     shared: Arc<Shared>,
+    /// The code sent, for a real-time code session.
+    sent: Option<SentCode>,
     /// Held for the session's life: its place under the session bound.
     _permit: OwnedSemaphorePermit,
 }
@@ -167,7 +198,12 @@ impl Actor for SessionActor {
                 } = *answer;
                 let now = unix_now();
                 let decision = match args.session.redeem(&client, &user, now) {
-                    Ok(()) => login::answer_challenge(&args.shared, &user, &passcode, now).await,
+                    Ok(()) => match &args.sent {
+                        Some(sent) => {
+                            login::answer_delivered(&args.shared, &user, &sent.code, &passcode, now)
+                        }
+                        None => login::answer_challenge(&args.shared, &user, &passcode, now).await,
+                    },
                     Err(e) => Decision::reject(
                         &user,
                         match e {

@@ -173,6 +173,7 @@ fn handle(
                 outcome: tollgate_engine::login::Outcome::Alive,
                 state: None,
                 user: String::new(),
+                message: None,
             };
             return core.finish(shared, &verified, peer, received, None, &alive, out);
         }

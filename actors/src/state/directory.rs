@@ -9,7 +9,7 @@ use tollgate_engine::otp::{self, TokenParams, TokenState, Verdict, VerifyPolicy}
 use zeroize::Zeroizing;
 
 use super::CredentialCache;
-use crate::store::{name_key, TokenRecord, UserRecord};
+use crate::store::{name_key, DayCodeRecord, DeliverySettings, TokenRecord, UserRecord};
 
 /// Locks a mutex, taking over the data if a panicking holder poisoned it: every value
 /// guarded here is written whole, so a poisoned one is still consistent.
@@ -78,6 +78,8 @@ pub struct UserEntry {
     lockout: Arc<Mutex<LockoutState>>,
     /// The user's tokens.
     pub tokens: Vec<Arc<TokenEntry>>,
+    /// How the second factor reaches the user.
+    pub delivery: DeliverySettings,
 }
 
 impl UserEntry {
@@ -125,6 +127,32 @@ struct Dirty {
     lockouts: HashMap<i64, LockoutState>,
 }
 
+/// A user's preload day code in memory.
+struct DayCode {
+    code: zeroize::Zeroizing<String>,
+    issued_at: i64,
+    expires_at: i64,
+    used: bool,
+}
+
+/// The outcome of a day-code check.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum DayCheck {
+    /// Right, and now used; a new one is due.
+    Accepted {
+        /// When the used code was issued.
+        issued_at: i64,
+    },
+    /// Not the user's code.
+    Wrong,
+    /// The user's code, already used.
+    Used,
+    /// The user's code, expired.
+    Expired,
+    /// The user has no day code yet.
+    Missing,
+}
+
 /// Runtime state changed since the last flush, to be written to the store.
 #[derive(Debug, Default)]
 pub struct DirtyState {
@@ -140,6 +168,8 @@ pub struct Directory {
     by_id: DashMap<i64, Arc<UserEntry>>,
     /// Write-behind set: bounded by the number of users and tokens, never by traffic.
     dirty: Mutex<Dirty>,
+    /// Preload day codes by user id.
+    day_codes: DashMap<i64, DayCode>,
     /// Verified-credential cache.
     pub credentials: CredentialCache,
     /// Passcode windows.
@@ -159,6 +189,7 @@ impl Directory {
             by_name: DashMap::new(),
             by_id: DashMap::new(),
             dirty: Mutex::new(Dirty::default()),
+            day_codes: DashMap::new(),
             credentials: CredentialCache::new(cache_ttl_secs),
             otp_policy,
             lockout_policy,
@@ -173,6 +204,11 @@ impl Directory {
     /// Whether there are no users.
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
+    }
+
+    /// Finds a user by store id.
+    pub fn user_by_id(&self, id: i64) -> Option<Arc<UserEntry>> {
+        self.by_id.get(&id).map(|u| Arc::clone(&u))
     }
 
     /// Finds a user by name, without case.
@@ -235,6 +271,7 @@ impl Directory {
             disabled: record.disabled,
             lockout,
             tokens,
+            delivery: record.delivery,
         });
         if let Some(p) = &previous {
             if name_key(&p.name) != name_key(&entry.name) {
@@ -337,6 +374,58 @@ impl Directory {
             }
         }
         PasscodeCheck::Rejected(reason)
+    }
+
+    /// Installs a day code read from the store, unless a newer one is already here; a code
+    /// used here stays used.
+    pub fn install_day_code(&self, r: DayCodeRecord) {
+        let fresh = DayCode {
+            code: r.code,
+            issued_at: r.issued_at,
+            expires_at: r.expires_at,
+            used: r.used,
+        };
+        match self.day_codes.entry(r.user_id) {
+            dashmap::Entry::Occupied(mut e) => {
+                let cur = e.get_mut();
+                if fresh.issued_at > cur.issued_at
+                    || (fresh.issued_at == cur.issued_at && *fresh.code != *cur.code)
+                {
+                    *cur = fresh;
+                } else if fresh.issued_at == cur.issued_at {
+                    cur.used |= fresh.used;
+                }
+            }
+            dashmap::Entry::Vacant(e) => {
+                e.insert(fresh);
+            }
+        }
+    }
+
+    /// Checks a typed day code and, when it is right, marks it used before the shard's
+    /// lock is released, so that it is accepted once.
+    pub fn check_day_code(&self, user_id: i64, typed: &[u8], now: u64) -> DayCheck {
+        let Some(mut code) = self.day_codes.get_mut(&user_id) else {
+            return DayCheck::Missing;
+        };
+        if !tollgate_engine::login::code_matches(code.code.as_bytes(), typed) {
+            return DayCheck::Wrong;
+        }
+        if code.used {
+            return DayCheck::Used;
+        }
+        if now as i64 >= code.expires_at {
+            return DayCheck::Expired;
+        }
+        code.used = true;
+        DayCheck::Accepted {
+            issued_at: code.issued_at,
+        }
+    }
+
+    /// The length of the user's day code, if they have one.
+    pub fn day_code_len(&self, user_id: i64) -> Option<usize> {
+        self.day_codes.get(&user_id).map(|c| c.code.len())
     }
 
     /// Whether the user is locked at `now`.

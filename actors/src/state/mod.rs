@@ -9,4 +9,4 @@ mod credentials;
 mod directory;
 
 pub use credentials::CredentialCache;
-pub use directory::{Directory, PasscodeCheck, PasswordCheck, TokenEntry, UserEntry};
+pub use directory::{DayCheck, Directory, PasscodeCheck, PasswordCheck, TokenEntry, UserEntry};

@@ -8,6 +8,7 @@
 //! batches, so the store never sits on the per-packet path.
 
 mod crypto;
+mod delivery;
 mod password;
 
 use std::fs;
@@ -21,6 +22,7 @@ use tollgate_engine::otp::{Algorithm, TokenKind, TokenParams, TokenState};
 use zeroize::Zeroizing;
 
 pub use crypto::MasterKey;
+pub use delivery::{DayCodeRecord, DeliverySettings, IssuedCode, Method, NewMessage, OutboxRecord};
 pub use password::{hash_password, verify_password};
 
 /// File name of the database inside the data directory.
@@ -85,6 +87,8 @@ pub struct UserRecord {
     pub disabled: bool,
     /// Consecutive failures and lock.
     pub lockout: LockoutState,
+    /// How the second factor reaches the user.
+    pub delivery: DeliverySettings,
 }
 
 /// A soft or hardware token and its secret seed.
@@ -145,6 +149,8 @@ pub enum Change {
     Clients,
     /// Many records changed at once (a bulk import): reload everything.
     All,
+    /// Day codes were issued at this time (Unix milliseconds) or later: load them.
+    DayCodes(i64),
 }
 
 /// A token to create.
@@ -295,6 +301,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(delivery::SCHEMA)?;
         let store = Store {
             conn,
             key,
@@ -343,6 +350,7 @@ impl Store {
             Change::Unlock(id) => ("unlock", id),
             Change::Clients => ("clients", 0),
             Change::All => ("all", 0),
+            Change::DayCodes(at) => ("daycodes", at),
         };
         conn.execute(
             "INSERT INTO changes (kind, id, at) VALUES (?1, ?2, ?3)",
@@ -384,6 +392,7 @@ impl Store {
                 "user" => Change::User(id),
                 "unlock" => Change::Unlock(id),
                 "clients" => Change::Clients,
+                "daycodes" => Change::DayCodes(id),
                 _ => Change::All,
             };
             out.push((seq, change));
@@ -422,6 +431,7 @@ impl Store {
             password_hash: hash,
             disabled: false,
             lockout: LockoutState::default(),
+            delivery: DeliverySettings::default(),
         })
     }
 
@@ -443,10 +453,18 @@ impl Store {
                     }
                 }),
             },
+            delivery: DeliverySettings {
+                method: r
+                    .get::<_, Option<String>>(6)?
+                    .and_then(|m| Method::parse(&m))
+                    .unwrap_or_default(),
+                mobile: r.get(7)?,
+                email: r.get(8)?,
+            },
         })
     }
 
-    const USER_COLUMNS: &'static str = "id, name, password_hash, disabled, failures, locked_until";
+    const USER_COLUMNS: &'static str = "users.id, name, password_hash, disabled, failures, locked_until, d.method, d.mobile, d.email FROM users LEFT JOIN user_delivery d ON d.user_id = users.id";
 
     /// Adds many users with already-hashed passwords in one transaction; a name that exists
     /// fails the whole import.
@@ -476,10 +494,7 @@ impl Store {
 
     /// Finds a user by name (without case).
     pub fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {} FROM users WHERE name_key = ?1",
-            Self::USER_COLUMNS
-        );
+        let sql = format!("SELECT {} WHERE name_key = ?1", Self::USER_COLUMNS);
         Ok(self
             .conn
             .query_row(&sql, params![name_key(name)], Store::row_to_user)
@@ -488,7 +503,7 @@ impl Store {
 
     /// Finds a user by id.
     pub fn user_by_id(&self, id: i64) -> Result<Option<UserRecord>, StoreError> {
-        let sql = format!("SELECT {} FROM users WHERE id = ?1", Self::USER_COLUMNS);
+        let sql = format!("SELECT {} WHERE users.id = ?1", Self::USER_COLUMNS);
         Ok(self
             .conn
             .query_row(&sql, params![id], Store::row_to_user)
@@ -502,7 +517,7 @@ impl Store {
 
     /// Every user, by name.
     pub fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        let sql = format!("SELECT {} FROM users ORDER BY name_key", Self::USER_COLUMNS);
+        let sql = format!("SELECT {} ORDER BY name_key", Self::USER_COLUMNS);
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map([], Store::row_to_user)?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -46,6 +46,11 @@ pub enum RejectReason {
     /// The passcode was right but its token record could not be written back to the
     /// directory, so it is refused rather than left usable twice.
     TokenWriteFailed,
+    /// A delivered code could not be sent: the destination asked for too many, the user
+    /// has no number or address, or the outbox is full.
+    DeliveryFailed,
+    /// The user's preload day code has expired or was already used.
+    CodeExpired,
 }
 
 impl RejectReason {
@@ -69,6 +74,8 @@ impl RejectReason {
             RejectReason::PasswordExpired => "password_expired",
             RejectReason::DirectoryUnavailable => "directory_unavailable",
             RejectReason::TokenWriteFailed => "token_write_failed",
+            RejectReason::DeliveryFailed => "delivery_failed",
+            RejectReason::CodeExpired => "code_expired",
         }
     }
 
@@ -131,7 +138,7 @@ pub fn reply_code(request: Code, outcome: Outcome) -> Option<Code> {
 mod tests {
     use super::*;
 
-    const REASONS: [RejectReason; 17] = [
+    const REASONS: [RejectReason; 19] = [
         RejectReason::UnknownUser,
         RejectReason::Disabled,
         RejectReason::LockedOut,
@@ -149,6 +156,8 @@ mod tests {
         RejectReason::PasswordExpired,
         RejectReason::DirectoryUnavailable,
         RejectReason::TokenWriteFailed,
+        RejectReason::DeliveryFailed,
+        RejectReason::CodeExpired,
     ];
 
     /// Every row of the table, written out.

@@ -6,11 +6,13 @@
 //! no decision about accepting or rejecting a login is taken anywhere else.
 
 mod decision;
+mod delivered;
 mod lockout;
 mod mode;
 mod session;
 
 pub use decision::{reply_code, Outcome, RejectReason};
+pub use delivered::{code_matches, masked, numeric_code, CODE_DIGITS};
 pub use lockout::{LockoutPolicy, LockoutState};
 pub use mode::{split_appended, LoginMode, ParseModeError};
 pub use session::{ChallengeSession, SessionError, STATE_LEN};

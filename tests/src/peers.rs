@@ -1,0 +1,254 @@
+//! Peers of the delivered-codes tests: a real SMTP server (Debian's `python3-aiosmtpd`)
+//! that keeps every message it receives, and a scripted HTTP server standing in for an SMS
+//! or voice provider.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The Debian interpreter, which sees Debian's Python packages.
+const PYTHON: &str = "/usr/bin/python3";
+
+const SMTP_SCRIPT: &str = r#"
+import asyncio, sys, os, itertools
+from aiosmtpd.controller import Controller
+
+out = sys.argv[2]
+counter = itertools.count()
+
+class Keep:
+    async def handle_DATA(self, server, session, envelope):
+        n = next(counter)
+        tmp = os.path.join(out, f".{n}.eml")
+        with open(tmp, "wb") as f:
+            f.write(b"X-Rcpt: " + ",".join(envelope.rcpt_tos).encode() + b"\r\n")
+            f.write(envelope.content if isinstance(envelope.content, bytes) else envelope.content.encode())
+        os.rename(tmp, os.path.join(out, f"{n}.eml"))
+        return "250 OK"
+
+c = Controller(Keep(), hostname="127.0.0.1", port=int(sys.argv[1]))
+c.start()
+print("ready", flush=True)
+sys.stdin.read()
+c.stop()
+"#;
+
+/// A running SMTP server that writes each message it receives to a directory.
+pub struct SmtpSink {
+    child: Child,
+    dir: tempfile::TempDir,
+    /// Its address.
+    pub addr: SocketAddr,
+}
+
+impl SmtpSink {
+    /// Starts the server on a free loopback port.
+    pub fn start() -> SmtpSink {
+        let ok = Command::new(PYTHON)
+            .args(["-c", "import aiosmtpd"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(
+            ok,
+            "Python's aiosmtpd is missing: install the Debian package python3-aiosmtpd (scripts/test.sh does it)"
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = crate::free_tcp_port();
+        let mut child = Command::new(PYTHON)
+            .args(["-c", SMTP_SCRIPT, &port.to_string()])
+            .arg(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start aiosmtpd");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("aiosmtpd starts");
+        assert_eq!(line.trim(), "ready", "aiosmtpd did not start");
+        SmtpSink {
+            child,
+            dir,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
+    /// Every message received so far, as text, oldest first.
+    pub fn messages(&self) -> Vec<String> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.retain(|p| p.extension().is_some_and(|e| e == "eml"));
+        files.sort_by_key(|p| {
+            p.file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(0)
+        });
+        files
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .collect()
+    }
+
+    /// Waits for the `n`th message (1-based).
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(m) = self.messages().into_iter().nth(n - 1) {
+                return Some(m);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The first run of `digits` ASCII digits standing alone in `text` (a code in a message).
+pub fn code_in(text: &str, digits: usize) -> Option<String> {
+    text.split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == digits)
+        .map(str::to_owned)
+}
+
+/// One request the HTTP stub received.
+#[derive(Clone, Debug)]
+pub struct Received {
+    /// Method and target (`POST /sms?x=1`).
+    pub line: String,
+    /// Header lines.
+    pub headers: Vec<String>,
+    /// Body.
+    pub body: String,
+    /// The status it was answered with.
+    pub status: u16,
+}
+
+/// An HTTP server on loopback that answers requests with scripted statuses (then 200
+/// for ever) and records them.
+pub struct HttpStub {
+    /// Its address.
+    pub addr: SocketAddr,
+    script: Arc<Mutex<Vec<u16>>>,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl HttpStub {
+    /// Starts the server; `script` is the statuses of the first requests, in order.
+    pub fn start(script: &[u16]) -> HttpStub {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        HttpStub::serve(listener, script)
+    }
+
+    /// Starts the server on a given port (for a provider that comes back).
+    pub fn start_on(port: u16, script: &[u16]) -> HttpStub {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the port again");
+        HttpStub::serve(listener, script)
+    }
+
+    fn serve(listener: TcpListener, script: &[u16]) -> HttpStub {
+        let addr = listener.local_addr().expect("addr");
+        let script = Arc::new(Mutex::new(script.iter().rev().copied().collect::<Vec<_>>()));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let (s, r) = (Arc::clone(&script), Arc::clone(&received));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let (s, r) = (Arc::clone(&s), Arc::clone(&r));
+                std::thread::spawn(move || handle(stream, &s, &r));
+            }
+        });
+        HttpStub {
+            addr,
+            script,
+            received,
+        }
+    }
+
+    /// Sets the statuses of the next requests.
+    pub fn set_script(&self, script: &[u16]) {
+        *self.script.lock().unwrap() = script.iter().rev().copied().collect();
+    }
+
+    /// Every request so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` requests were answered 2xx.
+    pub fn wait_for_successes(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let ok: Vec<Received> = self
+                .received()
+                .into_iter()
+                .filter(|r| (200..300).contains(&r.status))
+                .collect();
+            if ok.len() >= n || Instant::now() > deadline {
+                return ok;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn handle(stream: TcpStream, script: &Mutex<Vec<u16>>, received: &Mutex<Vec<Received>>) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut reader = BufReader::new(&stream);
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut headers = Vec::new();
+    let mut length = 0usize;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" || h == "\n" {
+            break;
+        }
+        let h = h.trim_end().to_owned();
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+        headers.push(h);
+    }
+    let mut body = vec![0u8; length.min(1 << 20)];
+    let _ = reader.read_exact(&mut body);
+    let status = script.lock().unwrap().pop().unwrap_or(200);
+    received.lock().unwrap().push(Received {
+        line: line.trim_end().to_owned(),
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        status,
+    });
+    let reply = format!(
+        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
+    );
+    let mut w = &stream;
+    let _ = w.write_all(reply.as_bytes());
+}
+
+/// Lines of the built-in outbox file gateway, parsed.
+pub fn outbox_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
