@@ -238,6 +238,15 @@ impl Node {
         }
     }
 
+    /// Kills the server with SIGKILL (a crash, not a shutdown) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.addr = None;
+    }
+
     /// Polls `f` until it is true or `timeout` passes.
     pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         let deadline = Instant::now() + timeout;

@@ -337,3 +337,90 @@ fn day_codes_are_sent_ahead_used_once_and_replaced() {
     let ok = login(node.radius(), "hana", &format!("Secret123{latest}"));
     assert!(ok.is("Access-Accept"), "{}\n{}", ok.output, node.log());
 }
+
+#[test]
+fn the_day_code_batch_resumes_after_a_crash_without_sending_twice() {
+    const USERS: usize = 10_000;
+    let mut node =
+        Node::new("[delivery.preload]\nsend_at = \"00:00\"\nbatch = 500\nbatch_pause_ms = 100\n");
+    node.add_client("nas1", "passcode-only", true);
+    let csv = node.path().join("users.csv");
+    let mut text = String::from("name,delivery,mobile,email\n");
+    for i in 0..USERS {
+        text.push_str(&format!("p{i:05},preload-sms,+4477009{i:05},\n"));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let out = node.ok(
+        &[
+            "user",
+            "delivery-import",
+            csv.to_str().unwrap(),
+            "--create-users",
+        ],
+        None,
+    );
+    assert!(out.contains("10000 users set (10000 created)"), "{out}");
+
+    let outbox = node.path().join("data").join("outbox.log");
+    node.start();
+    // Crash the server part-way through the run.
+    assert!(
+        Node::eventually(Duration::from_secs(30), || outbox_lines(&outbox).len()
+            >= 1_000),
+        "{}",
+        node.log()
+    );
+    node.kill();
+    let at_crash = outbox_lines(&outbox).len();
+    assert!(
+        at_crash < USERS,
+        "the run ended before the crash ({at_crash})"
+    );
+
+    node.start();
+    let mut lines = Vec::new();
+    assert!(
+        Node::eventually(Duration::from_secs(60), || {
+            lines = outbox_lines(&outbox);
+            let users: std::collections::HashSet<_> =
+                lines.iter().map(|l| l["to"].to_string()).collect();
+            users.len() >= USERS
+        }),
+        "the run did not finish: {} lines\n{}",
+        lines.len(),
+        node.log()
+    );
+    // Every user got exactly one code. A message delivered in the instant of the crash
+    // may be written once more under its same id; it never carries another code.
+    let mut by_user: std::collections::HashMap<String, std::collections::HashSet<String>> =
+        std::collections::HashMap::new();
+    let mut ids = std::collections::HashSet::new();
+    for l in &lines {
+        by_user
+            .entry(l["to"].to_string())
+            .or_default()
+            .insert(l["body"].to_string());
+        ids.insert(l["id"].to_string());
+    }
+    assert_eq!(by_user.len(), USERS);
+    let twice: Vec<_> = by_user
+        .iter()
+        .filter(|(_, codes)| codes.len() > 1)
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "users sent two codes: {:?}",
+        &twice[..twice.len().min(3)]
+    );
+    assert_eq!(ids.len(), USERS, "one message per user");
+    assert!(node.log_shows("day-code batch finished"), "{}", node.log());
+
+    // The codes in the messages are the ones the server holds.
+    let sample = lines
+        .iter()
+        .find(|l| l["to"] == "+447700904242")
+        .expect("p04242's message");
+    let code = code_in(sample["body"].as_str().unwrap(), 6).unwrap();
+    let r = login(node.radius(), "p04242", &code);
+    assert!(r.is("Access-Accept"), "{}\n{}", r.output, node.log());
+}

@@ -65,6 +65,15 @@ pub enum UserCmd {
         /// User name.
         name: String,
     },
+    /// Set the delivery settings of many users from a CSV file of
+    /// `name,delivery,mobile,email` lines (one transaction).
+    DeliveryImport {
+        /// The CSV file ('-' for standard input).
+        file: PathBuf,
+        /// Create users that do not exist (without a password).
+        #[arg(long)]
+        create_users: bool,
+    },
     /// Set how a user's second factor reaches them, and their mobile number and e-mail
     /// address (an empty value clears it).
     Set {
@@ -181,6 +190,14 @@ pub fn user(global: &GlobalOpts, cmd: UserCmd) -> Result<ExitCode, CliError> {
             for t in &tokens {
                 println!("  {}", describe_token(t));
             }
+        }
+        UserCmd::DeliveryImport { file, create_users } => {
+            let rows = super::import::read_delivery_rows(&file)?;
+            let (updated, created) = store.set_delivery_many(&rows, create_users)?;
+            println!(
+                "delivery settings of {} users set ({created} created)",
+                updated + created
+            );
         }
         UserCmd::Set {
             name,

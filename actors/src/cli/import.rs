@@ -106,6 +106,52 @@ pub fn read_user_rows(path: &Path) -> Result<Vec<(String, Zeroizing<String>)>, C
     Ok(rows)
 }
 
+/// Reads `name,delivery,mobile,email` lines; a header starting with `name,` and lines
+/// starting with `#` are skipped.
+pub fn read_delivery_rows(
+    path: &Path,
+) -> Result<Vec<(String, crate::store::DeliverySettings)>, CliError> {
+    let mut rows = Vec::new();
+    for (i, line) in open_lines(path)?.lines().enumerate() {
+        let n = i + 1;
+        let line = line.map_err(|e| CliError(format!("line {n}: {e}")))?;
+        let trimmed = line.trim();
+        if trimmed.is_empty()
+            || trimmed.starts_with('#')
+            || (n == 1 && trimmed.starts_with("name,"))
+        {
+            continue;
+        }
+        let fields: Vec<&str> = trimmed.split(',').map(str::trim).collect();
+        if fields.len() < 2 || fields.len() > 4 {
+            return Err(CliError(format!(
+                "line {n}: expected name,delivery[,mobile[,email]]"
+            )));
+        }
+        let method = crate::store::Method::parse(fields[1]).ok_or_else(|| {
+            CliError(format!(
+                "line {n}: `{}` is not a delivery method",
+                fields[1]
+            ))
+        })?;
+        let opt = |i: usize| {
+            fields
+                .get(i)
+                .filter(|v| !v.is_empty())
+                .map(|v| (*v).to_owned())
+        };
+        rows.push((
+            fields[0].to_owned(),
+            crate::store::DeliverySettings {
+                method,
+                mobile: opt(2),
+                email: opt(3),
+            },
+        ));
+    }
+    Ok(rows)
+}
+
 /// Hashes every password with Argon2id, one thread per core.
 pub fn hash_all(rows: Vec<(String, Zeroizing<String>)>) -> Vec<(String, Option<String>)> {
     let threads = std::thread::available_parallelism()

@@ -66,11 +66,9 @@ impl Actor for DayCodeScheduler {
     ) -> Result<SchedulerState, ActorProcessingErr> {
         myself.send_interval(Duration::from_secs(30), || SchedulerMsg::Tick);
         let _ = myself.cast(SchedulerMsg::Tick);
-        let mut id = [0u8; 8];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
         Ok(SchedulerState {
+            holder: node_id(&args.data_dir),
             args: Arc::new(args),
-            holder: format!("{}-{:x}", std::process::id(), u64::from_be_bytes(id)),
             running: false,
         })
     }
@@ -102,6 +100,17 @@ impl Actor for DayCodeScheduler {
         }
         Ok(())
     }
+}
+
+/// Who holds the lease: this machine and data directory. A server restarted after a crash
+/// is the same holder, so it takes its unfinished run back at once instead of waiting for
+/// its own lease to run out; another server sharing the store is another holder.
+fn node_id(data_dir: &std::path::Path) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned());
+    let dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+    format!("{host}:{}", dir.display())
 }
 
 /// The key of the run that covers `now`: the day number since the epoch (UTC).

@@ -222,6 +222,53 @@ impl Store {
         Ok(d)
     }
 
+    /// Sets the delivery settings of many users in one transaction, creating the users
+    /// (without a password) that do not exist when `create` is set. Returns (updated,
+    /// created).
+    pub fn set_delivery_many(
+        &mut self,
+        rows: &[(String, DeliverySettings)],
+        create: bool,
+    ) -> Result<(u64, u64), StoreError> {
+        for (name, _) in rows {
+            super::validate_user_name(name)?;
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (mut updated, mut created) = (0, 0);
+        {
+            let mut find = tx.prepare_cached("SELECT id FROM users WHERE name_key = ?1")?;
+            let mut add = tx.prepare_cached(
+                "INSERT INTO users (name, name_key, created_at) VALUES (?1, ?2, ?3)",
+            )?;
+            let mut set = tx.prepare_cached(
+                "INSERT INTO user_delivery (user_id, method, mobile, email) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(user_id) DO UPDATE SET method = excluded.method, mobile = excluded.mobile, email = excluded.email",
+            )?;
+            for (name, d) in rows {
+                let key = super::name_key(name);
+                let id: Option<i64> = find.query_row(params![key], |r| r.get(0)).optional()?;
+                let id = match id {
+                    Some(id) => {
+                        updated += 1;
+                        id
+                    }
+                    None if create => {
+                        add.execute(params![name, key, now_unix()])?;
+                        created += 1;
+                        tx.last_insert_rowid()
+                    }
+                    None => return Err(StoreError::NoSuchUser(name.clone())),
+                };
+                set.execute(params![id, d.method.as_str(), d.mobile, d.email])?;
+            }
+        }
+        Store::log_change(&tx, Change::All)?;
+        tx.commit()?;
+        Ok((updated, created))
+    }
+
     /// Writes messages to the outbox in one transaction and returns their ids.
     pub fn enqueue(&mut self, messages: &[NewMessage]) -> Result<Vec<i64>, StoreError> {
         let tx = self
@@ -560,5 +607,79 @@ impl Store {
             params![name, holder],
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn a_lease_has_one_holder_until_it_runs_out() {
+        let (_d, mut s) = store();
+        assert!(s.try_lease("batch", "a", 1000, 60).unwrap());
+        assert!(!s.try_lease("batch", "b", 1030, 60).unwrap());
+        assert!(
+            s.try_lease("batch", "a", 1030, 60).unwrap(),
+            "renewed by its holder"
+        );
+        assert!(
+            s.try_lease("batch", "b", 1090, 60).unwrap(),
+            "taken over once run out"
+        );
+        s.release_lease("batch", "a").unwrap();
+        assert!(
+            !s.try_lease("batch", "a", 1100, 60).unwrap(),
+            "only the holder releases"
+        );
+        s.release_lease("batch", "b").unwrap();
+        assert!(s.try_lease("batch", "a", 1100, 60).unwrap());
+    }
+
+    #[test]
+    fn outbox_bodies_are_sealed_and_messages_leave_when_delivered() {
+        let (dir, mut s) = store();
+        let ids = s
+            .enqueue(&[NewMessage {
+                channel: Channel::Sms,
+                to: "+447700900123".into(),
+                subject: String::new(),
+                body: Zeroizing::new("Your passcode is 314159".into()),
+                user_id: None,
+                purpose: "realtime",
+            }])
+            .unwrap();
+        let raw = std::fs::read(dir.path().join("tollgate.db")).unwrap_or_default();
+        let wal = std::fs::read(dir.path().join("tollgate.db-wal")).unwrap_or_default();
+        for bytes in [&raw, &wal] {
+            assert!(
+                !bytes.windows(6).any(|w| w == b"314159"),
+                "a code is stored in clear"
+            );
+        }
+        let due = s.due_messages(i64::MAX, 10, &HashSet::new()).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(
+            due[0].body.as_deref().map(String::as_str),
+            Some("Your passcode is 314159")
+        );
+        s.retry_later(ids[0], 1, i64::MAX - 1, "503").unwrap();
+        assert!(s
+            .due_messages(now_unix(), 10, &HashSet::new())
+            .unwrap()
+            .is_empty());
+        s.mark_dead(ids[0], 2, "400").unwrap();
+        assert_eq!(s.outbox_counts().unwrap(), (0, 1));
+        s.resend(ids[0]).unwrap();
+        assert_eq!(s.outbox_counts().unwrap(), (1, 0));
+        assert!(s.resend(ids[0]).is_err(), "only a dead letter is resent");
+        s.delivered(ids[0]).unwrap();
+        assert_eq!(s.outbox_counts().unwrap(), (0, 0));
     }
 }
