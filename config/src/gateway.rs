@@ -751,6 +751,12 @@ impl GatewayConfig {
             ));
         }
         validate_url(&s.url, &|| at("url"))?;
+        if self.ca_file.is_some() && s.url.prefix().starts_with("http://") {
+            return Err(ConfigError::invalid(
+                at("ca_file"),
+                "applies to https:// URLs only",
+            ));
+        }
         if s.method == HttpMethod::Get && s.body.is_some() {
             return Err(ConfigError::invalid(
                 at("body"),
@@ -1108,6 +1114,10 @@ mod tests {
             (format!("{HTTP}success_body = \"\"\n"), "gateway[0].success_body"),
             (format!("{HTTP}username = \"u\"\n"), "gateway[0].password"),
             (format!("{HTTP}host = \"x\"\n"), "gateway[0].host"),
+            (
+                format!("{}ca_file = \"/ca.pem\"\n", HTTP.replace("https://", "http://")),
+                "gateway[0].ca_file",
+            ),
             (format!("{HTTP}[gateway.headers]\n\"X A\" = \"1\"\n"), "gateway[0].headers.X A"),
             (
                 format!("{HTTP}[gateway.headers]\nContent-Type = \"text/plain\"\n"),

@@ -156,6 +156,12 @@ impl Gateway {
     /// Carries one message. A file gateway records a message of any channel; the others
     /// refuse one that is not of their channel.
     pub async fn send(&self, msg: &Message) -> Result<(), SendError> {
+        self.send_unscrubbed(msg)
+            .await
+            .map_err(|e| scrub(e, &msg.body))
+    }
+
+    async fn send_unscrubbed(&self, msg: &Message) -> Result<(), SendError> {
         match &self.kind {
             Kind::File(f) => f.send(msg).await,
             _ if msg.channel != self.channel => Err(SendError::Permanent(format!(
@@ -166,6 +172,29 @@ impl Gateway {
             Kind::Smtp(s) => s.send(msg).await,
             Kind::Http(h) => h.send(msg).await,
         }
+    }
+}
+
+/// Removes from an error text every run of four or more digits that the message body
+/// holds. Gateways build their texts from what the peer answered, never from the body; a
+/// peer that quotes the message back (a content filter's reply, say) must still not put
+/// the passcode into a log line.
+fn scrub(e: SendError, body: &str) -> SendError {
+    let clean = |text: String| {
+        let mut text = text;
+        for run in body
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|run| run.len() >= 4)
+        {
+            if text.contains(run) {
+                text = text.replace(run, "<redacted>");
+            }
+        }
+        text
+    };
+    match e {
+        SendError::Transient(t) => SendError::Transient(clean(t)),
+        SendError::Permanent(t) => SendError::Permanent(clean(t)),
     }
 }
 
@@ -278,6 +307,26 @@ mod tests {
             "[[gateway]]\nname='m'\nchannel='email'\ntype='smtp'\nhost='127.0.0.1'\nfrom='a@b@c'",
         );
         assert!(e.is_err());
+    }
+
+    #[test]
+    fn errors_never_quote_the_code() {
+        let e = SendError::Permanent(
+            "relay:25: 550 content rejected: \"Your code is 918273, valid 5 min\"".to_owned(),
+        );
+        let e = scrub(e, "Your code is 918273, valid 5 min");
+        assert_eq!(
+            e,
+            SendError::Permanent(
+                "relay:25: 550 content rejected: \"Your code is <redacted>, valid 5 min\""
+                    .to_owned()
+            )
+        );
+        let kept = scrub(
+            SendError::Transient("answered 503".to_owned()),
+            "code 918273",
+        );
+        assert_eq!(kept, SendError::Transient("answered 503".to_owned()));
     }
 
     #[test]
