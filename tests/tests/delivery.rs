@@ -424,3 +424,59 @@ fn the_day_code_batch_resumes_after_a_crash_without_sending_twice() {
     let r = login(node.radius(), "p04242", &code);
     assert!(r.is("Access-Accept"), "{}\n{}", r.output, node.log());
 }
+
+#[test]
+fn a_voice_call_reads_the_code_digit_by_digit() {
+    let stub = HttpStub::start(&[]);
+    let mut node = Node::new(&format!(
+        r#"
+[[gateway]]
+name = "calls"
+channel = "voice"
+type = "http"
+url = "http://{}/call"
+content_type = "application/json"
+body = '{{"to": "{{to}}", "say": "{{message}}"}}'
+"#,
+        stub.addr
+    ));
+    node.add_client("nas1", "challenge", true);
+    user_with_delivery(
+        &node,
+        "ivy",
+        "realtime-voice",
+        &["--mobile", "+447700900888"],
+    );
+    node.start();
+    let first = login(node.radius(), "ivy", "Secret123");
+    assert!(
+        first.is("Access-Challenge"),
+        "{}\n{}",
+        first.output,
+        node.log()
+    );
+    let state = first.attr("State").unwrap().to_owned();
+    let call = stub.wait_for_successes(1, Duration::from_secs(5));
+    assert_eq!(call.len(), 1, "{}", node.log());
+    let body: serde_json::Value = serde_json::from_str(&call[0].body).expect("a JSON body");
+    assert_eq!(body["to"], "+447700900888");
+    let said = body["say"].as_str().unwrap();
+    // "Your passcode is 1 2 3 4 5 6. ..." — spoken one digit at a time.
+    let digits: String = said
+        .split("passcode is ")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take(11)
+        .collect();
+    assert!(
+        digits.chars().enumerate().all(|(i, c)| if i % 2 == 1 {
+            c == ' '
+        } else {
+            c.is_ascii_digit()
+        }),
+        "{said}"
+    );
+    let code: String = digits.chars().filter(char::is_ascii_digit).collect();
+    assert!(answer(&node, "ivy", &state, &code).is("Access-Accept"));
+}

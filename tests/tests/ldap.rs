@@ -626,3 +626,95 @@ fn a_saturated_directory_sheds_logins_with_a_clear_reject() {
         .and_then(|text| tollgate_tests::metric(&text, "tollgate_shed_total{gate=\"directory\"}"));
     assert_eq!(shed, Some(rejects as f64), "the shed logins are counted");
 }
+
+#[test]
+fn a_silent_server_costs_one_timeout_and_is_then_skipped() {
+    // A server that accepts connections and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("ldaps://{}", silent.local_addr().unwrap());
+    let held = std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        for c in silent.incoming().take(8) {
+            conns.push(c);
+        }
+    });
+    let ldap = Slapd::start();
+    let ca = ldap.ca_file.display().to_string();
+    let mut node = Node::new(&openldap_section(&[&silent_url, &ldap.ldaps_url], &ca, ""));
+    node.add_client("nas1", "append", true);
+    let addr = node.start();
+    let started = Instant::now();
+    let first = login(addr, "carol", "carol-pass");
+    let first_took = started.elapsed();
+    assert!(
+        first.is("Access-Accept"),
+        "{}\n{}",
+        first.output,
+        node.log()
+    );
+    assert!(
+        first_took < Duration::from_secs(4),
+        "first login took {first_took:?}"
+    );
+    // Known dead now: the next logins do not wait for it.
+    for _ in 0..3 {
+        let started = Instant::now();
+        assert!(login(addr, "carol", "carol-pass").is("Access-Accept"));
+        assert!(
+            started.elapsed() < Duration::from_millis(800),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    drop(held);
+}
+
+#[test]
+fn a_directory_user_can_get_real_time_codes_at_the_number_the_directory_holds() {
+    let ldap = Slapd::start();
+    let ca = ldap.ca_file.display().to_string();
+    let mut node = Node::new(&openldap_section(&[&ldap.ldaps_url], &ca, ""));
+    node.add_client("nas1", "append", true);
+    // alice's entry here only says how her code travels; her number is the directory's.
+    node.ok(&["user", "add", "alice@example.com"], None);
+    node.ok(
+        &[
+            "user",
+            "set",
+            "alice@example.com",
+            "--delivery",
+            "realtime-sms",
+        ],
+        None,
+    );
+    let addr = node.start();
+    let first = login(addr, "alice", "alice-pass");
+    assert!(
+        first.is("Access-Challenge"),
+        "{}\n{}",
+        first.output,
+        node.log()
+    );
+    assert_eq!(
+        first.attr("Reply-Message"),
+        Some("Enter the passcode sent to ...0123")
+    );
+    let state = first.attr("State").unwrap().to_owned();
+    let outbox = node.path().join("data").join("outbox.log");
+    let mut lines = Vec::new();
+    assert!(Node::eventually(Duration::from_secs(5), || {
+        lines = tollgate_tests::peers::outbox_lines(&outbox);
+        !lines.is_empty()
+    }));
+    assert_eq!(lines[0]["to"], "+44 7700 900123");
+    let code = tollgate_tests::peers::code_in(lines[0]["body"].as_str().unwrap(), 6).unwrap();
+    let text = format!(
+        "User-Name = \"alice\", User-Password = \"{code}\", State = {state}, Message-Authenticator = 0x00\n"
+    );
+    let ok = radclient(addr, SECRET, "auth", &text, 1, 3);
+    assert!(ok.is("Access-Accept"), "{}\n{}", ok.output, node.log());
+    // A wrong directory password sends nothing.
+    assert!(login(addr, "alice", "alice-wrong").is("Access-Reject"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(tollgate_tests::peers::outbox_lines(&outbox).len(), 1);
+}
