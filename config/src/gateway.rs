@@ -397,7 +397,10 @@ pub struct GatewayConfig {
     /// `http`: the statuses that mean "sent"; any 2xx when not given.
     #[serde(default)]
     pub success_status: Option<Vec<u16>>,
-    /// `http`: a text the response body must contain for the message to count as sent.
+    /// `http`: a text the response body must contain for the message to count as sent. A
+    /// success status without it is a permanent failure: the provider took the request and
+    /// said no, and sending it again would say no again (or, if the text is wrong, resend
+    /// the code each time).
     #[serde(default)]
     pub success_body: Option<String>,
     /// `http`: the account id of a preset, as `{account}`.
