@@ -29,7 +29,8 @@
 #
 # Knobs (environment): USERS (10000), CONCURRENCY (16), DURATION (10 seconds per run),
 # REPEATS (3), SEARCH_CONNECTIONS (2), BIND_CONNECTIONS (4), PIN (1), SLAPD_CORE (1),
-# CLIENT_CORE (0), BUILD (1).
+# CLIENT_CORE (0), BUILD (1), QUIET_WAIT (120: seconds to wait before each run for the machine
+# to be idle; 0 to not wait).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -42,6 +43,7 @@ BIND_CONNECTIONS=${BIND_CONNECTIONS:-4}
 PIN=${PIN:-1}
 SLAPD_CORE=${SLAPD_CORE:-1}
 CLIENT_CORE=${CLIENT_CORE:-0}
+QUIET_WAIT=${QUIET_WAIT:-120}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 BIN=$TARGET_DIR/release
 
@@ -117,6 +119,18 @@ cpu_ticks() {
 # to tell how much CPU processes other than ours took during a run.
 machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 now() { date +%s.%N; }
+# Waits (at most QUIET_WAIT seconds) for a second in which the machine is nearly idle, so that
+# a run does not start in the middle of someone else's build on a shared machine.
+wait_quiet() {
+    local m0 m1 i
+    for ((i = 0; i < QUIET_WAIT; i++)); do
+        m0=$(machine_ticks)
+        sleep 1
+        m1=$(machine_ticks)
+        [ $((m1 - m0)) -le $((CLK_TCK / 5)) ] && return
+    done
+    say "  (the machine stayed busy for $QUIET_WAIT s; measuring anyway)"
+}
 
 # --- The directory -------------------------------------------------------------------------
 # The fixture's standard input is a FIFO this shell holds open: if the script dies, even by
@@ -264,7 +278,9 @@ measure_tollgate() {
 }
 say "measuring: $REPEATS x $DURATION s per path, closed loop, $CONCURRENCY in flight"
 for run in $(seq 1 "$REPEATS"); do
+    wait_quiet
     measure_direct "$run"
+    wait_quiet
     measure_tollgate "$run"
 done
 

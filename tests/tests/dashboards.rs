@@ -67,7 +67,7 @@ fn every_alert_has_a_severity_a_summary_and_a_description() {
     // rules file is small and regular enough to check alert by alert as text.
     let rules = read("alerts.yml");
     let alerts: Vec<&str> = rules.split("- alert: ").skip(1).collect();
-    assert!(alerts.len() >= 7, "expected the seven alerts at least");
+    assert!(alerts.len() >= 14, "expected the fourteen alerts at least");
     for alert in alerts {
         let name = alert.lines().next().unwrap_or_default();
         for key in ["severity: ", "summary: ", "description: "] {
@@ -202,16 +202,40 @@ fn every_metric_of_the_rules_and_the_dashboard_is_exported() {
     }
 
     // A challenge client with one session slot and a lockout after two failures, so that
-    // a handful of logins produces every series.
+    // a handful of logins produces every series; a directory domain whose only server is a
+    // closed loopback port (connections open on first use, so the server starts); an SMS
+    // gateway writing to a file, and the day-code batch due at once for one preload user.
     let port = free_tcp_port();
     let mut node = Node::new(&format!(
         "[metrics]\nlisten = \"127.0.0.1:{port}\"\n[audit]\nfile = \"{{dir}}/audit.jsonl\"\n\
-         [login]\nmax_sessions = 1\n[lockout]\nthreshold = 2\n"
+         [login]\nmax_sessions = 1\n[lockout]\nthreshold = 2\n\
+         [delivery.preload]\nsend_at = \"00:00\"\n\
+         [[ldap]]\ndomain = \"corp.example\"\nservers = [\"ldaps://127.0.0.1:1\"]\n\
+         bind_dn = \"cn=tollgate,dc=corp,dc=example\"\nbind_password = \"unused\"\n\
+         base_dn = \"dc=corp,dc=example\"\n\
+         [[gateway]]\nname = \"sms-file\"\nchannel = \"sms\"\ntype = \"file\"\n\
+         path = \"{{dir}}/sms.log\"\n"
     ));
     node.add_client("nas1", "challenge", true);
     node.add_hotp_user("alice", "Secret123");
     node.add_hotp_user("bob", "Secret456");
     node.add_hotp_user("carol", "Secret789");
+    node.ok(
+        &["user", "add", "dora", "--password-stdin"],
+        Some("Secret321\n"),
+    );
+    node.ok(
+        &[
+            "user",
+            "set",
+            "dora",
+            "--delivery",
+            "preload-sms",
+            "--mobile",
+            "+447700900123",
+        ],
+        None,
+    );
     node.start();
     let addr = node.radius();
     let metrics_addr: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -260,12 +284,23 @@ fn every_metric_of_the_rules_and_the_dashboard_is_exported() {
         );
     }
 
+    // Directory: the only server refuses the connection, so the search fails, the server
+    // is marked dead and the login is refused as directory_unavailable.
+    let directory = login(addr, "someone@corp.example", "Secret123");
+    assert!(directory.is("Access-Reject"), "{}", directory.output);
+
     let mut text = String::new();
     let complete = Node::eventually(Duration::from_secs(10), || {
         text = http_get(metrics_addr, "/metrics").unwrap_or_default();
         metric(&text, "tollgate_lockouts_total").is_some()
             && metric(&text, "tollgate_radius_duplicates_total{client=\"nas1\"}")
                 .is_some_and(|n| n >= 1.0)
+            // The day code went out through the file gateway.
+            && metric(
+                &text,
+                "tollgate_delivery_sent_total{channel=\"sms\",gateway=\"sms-file\"}",
+            )
+            .is_some_and(|n| n >= 1.0)
     });
     assert!(complete, "{text}\n{}", node.log());
     for (series, at_least) in [
@@ -288,12 +323,46 @@ fn every_metric_of_the_rules_and_the_dashboard_is_exported() {
             1.0,
         ),
         ("tollgate_directory_users", 3.0),
+        (
+            "tollgate_radius_rejects_total{client=\"nas1\",reason=\"directory_unavailable\"}",
+            1.0,
+        ),
+        (
+            "tollgate_ldap_errors_total{domain=\"corp.example\",role=\"search\"}",
+            1.0,
+        ),
+        ("tollgate_ldap_failovers_total{domain=\"corp.example\"}", 1.0),
+        (
+            "tollgate_ldap_operation_duration_seconds_count{domain=\"corp.example\",role=\"search\"}",
+            1.0,
+        ),
+        ("tollgate_daycodes_issued_total{reason=\"batch\"}", 1.0),
+        ("tollgate_delivery_duration_seconds_count{channel=\"sms\"}", 1.0),
     ] {
         assert!(
             metric(&text, series).is_some_and(|n| n >= at_least),
             "{series} should be at least {at_least} in\n{text}"
         );
     }
+    // Registered at start-up at zero: series that this traffic never touched.
+    for series in [
+        "tollgate_ldap_errors_total{domain=\"corp.example\",role=\"bind\"}",
+        "tollgate_delivery_retried_total{channel=\"sms\"}",
+        "tollgate_delivery_failed_total{channel=\"sms\"}",
+        "tollgate_delivery_throttled_total{channel=\"email\"}",
+        "tollgate_delivery_dead_letters",
+    ] {
+        assert_eq!(metric(&text, series), Some(0.0), "{series} in\n{text}");
+    }
+    assert!(
+        metric(&text, "tollgate_delivery_queued").is_some(),
+        "tollgate_delivery_queued in\n{text}"
+    );
+    assert!(
+        std::fs::read_to_string(node.path().join("sms.log"))
+            .is_ok_and(|log| log.contains("+447700900123")),
+        "the day code is not in the gateway's file"
+    );
 
     let exported = |name: &str| text.contains(&format!("# TYPE {name} "));
     let declared_only: BTreeSet<&str> = DECLARED_ONLY.iter().map(|(n, _)| *n).collect();

@@ -555,6 +555,11 @@ pub enum OutboxCmd {
         /// Message id (see `outbox list --dead`).
         id: i64,
     },
+    /// Drop a dead letter for good.
+    Discard {
+        /// Message id (see `outbox list --dead`).
+        id: i64,
+    },
 }
 
 fn parse_method(s: &str) -> Result<crate::store::Method, String> {
@@ -585,6 +590,10 @@ pub fn outbox(global: &GlobalOpts, cmd: OutboxCmd) -> Result<ExitCode, CliError>
         OutboxCmd::Resend { id } => {
             store.resend(id)?;
             println!("message {id} queued again");
+        }
+        OutboxCmd::Discard { id } => {
+            store.discard(id)?;
+            println!("dead letter {id} discarded");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -95,6 +95,19 @@ impl Actor for GatewayDispatcher {
         myself: ActorRef<DispatcherMsg>,
         args: DispatcherArgs,
     ) -> Result<DispatcherState, ActorProcessingErr> {
+        // Every series exists from start-up, at zero, so that dashboards and alerts see a
+        // quiet outbox rather than no data.
+        for (channel, gateways) in &args.routes {
+            let channel = channel.as_str();
+            for gateway in gateways {
+                metrics::counter!(m::DELIVERY_SENT_TOTAL, "channel" => channel, "gateway" => gateway.name().to_owned())
+                    .increment(0);
+            }
+            metrics::counter!(m::DELIVERY_RETRIED_TOTAL, "channel" => channel).increment(0);
+            metrics::counter!(m::DELIVERY_FAILED_TOTAL, "channel" => channel).increment(0);
+            metrics::counter!(m::DELIVERY_THROTTLED_TOTAL, "channel" => channel).increment(0);
+        }
+        gauges(&args.outbox);
         myself.send_interval(Duration::from_secs(1), || DispatcherMsg::Tick);
         // Whatever a previous run left in the outbox goes out now.
         let _ = myself.cast(DispatcherMsg::Kick);

@@ -64,6 +64,10 @@ impl Actor for DayCodeScheduler {
         myself: ActorRef<SchedulerMsg>,
         args: SchedulerArgs,
     ) -> Result<SchedulerState, ActorProcessingErr> {
+        for reason in ["batch", "replace"] {
+            metrics::counter!(crate::metrics::DAYCODES_ISSUED_TOTAL, "reason" => reason)
+                .increment(0);
+        }
         myself.send_interval(Duration::from_secs(30), || SchedulerMsg::Tick);
         let _ = myself.cast(SchedulerMsg::Tick);
         Ok(SchedulerState {

@@ -114,6 +114,14 @@ impl Domains {
             ..Domains::default()
         };
         for ((config, ends), pools) in configs.iter().zip(endpoints).zip(pools) {
+            // The domain's error and failover series exist from start-up, at zero, so that
+            // dashboards and alerts see a healthy directory rather than no data.
+            for role in ["search", "bind"] {
+                metrics::counter!(crate::metrics::LDAP_ERRORS_TOTAL, "domain" => ends.domain.clone(), "role" => role)
+                    .increment(0);
+            }
+            metrics::counter!(crate::metrics::LDAP_FAILOVERS_TOTAL, "domain" => ends.domain.clone())
+                .increment(0);
             let i = domains.list.len();
             for name in config.names() {
                 domains.by_name.insert(name, i);

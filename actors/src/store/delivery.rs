@@ -416,6 +416,17 @@ impl Store {
         Ok(())
     }
 
+    /// Drops a dead letter for good (an admin decided it must not go out).
+    pub fn discard(&mut self, id: i64) -> Result<(), StoreError> {
+        let n = self
+            .conn
+            .execute("DELETE FROM outbox WHERE id = ?1 AND dead = 1", params![id])?;
+        if n == 0 {
+            return Err(StoreError::Invalid(format!("no dead letter with id {id}")));
+        }
+        Ok(())
+    }
+
     // ----- day codes -----
 
     /// Issues day codes and writes their messages in one transaction, records the batch's
@@ -679,6 +690,10 @@ mod tests {
         s.resend(ids[0]).unwrap();
         assert_eq!(s.outbox_counts().unwrap(), (1, 0));
         assert!(s.resend(ids[0]).is_err(), "only a dead letter is resent");
+        assert!(
+            s.discard(ids[0]).is_err(),
+            "only a dead letter is discarded"
+        );
         s.delivered(ids[0]).unwrap();
         assert_eq!(s.outbox_counts().unwrap(), (0, 0));
     }
