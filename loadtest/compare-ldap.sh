@@ -23,9 +23,11 @@
 # medians and what Tollgate adds.
 #
 # Everything runs on loopback and stops by itself; the whole script is bounded by the
-# timeouts below (about two minutes with the defaults, plus the build). It builds the release
-# binaries (cargo, CARGO_TARGET_DIR respected) unless BUILD=0, and leaves nothing behind
-# but its temporary directory, which it removes (set KEEP=1 to keep it).
+# timeouts below (about two minutes with the defaults on a quiet machine, plus the build and
+# at most QUIET_WAIT before each run). It builds the release binaries (cargo,
+# CARGO_TARGET_DIR respected) unless BUILD=0, and leaves nothing behind but its temporary
+# directory, which it removes (set KEEP=1 to keep it). slapd-fixture reads its standard
+# input from a FIFO this script holds open, so slapd goes away even if the script is killed.
 #
 # Knobs (environment): USERS (10000), CONCURRENCY (16), DURATION (10 seconds per run),
 # REPEATS (3), SEARCH_CONNECTIONS (2), BIND_CONNECTIONS (4), PIN (1), SLAPD_CORE (1),
@@ -91,7 +93,7 @@ CLK_TCK=$(getconf CLK_TCK)
 tmp=$(mktemp -d /tmp/compare-ldap.XXXXXX)
 pids=()
 cleanup() {
-    exec 3>&- 2>/dev/null || true
+    exec 3>&-
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
     if [ "${KEEP:-0}" = 1 ]; then say "kept $tmp"; else rm -rf "$tmp"; fi

@@ -6,6 +6,11 @@
 //! It never links the server (`tollgate-actors`), which keeps it usable against any RADIUS
 //! server, FreeRADIUS included.
 //!
+//! A second binary, `ldap-login-bench` (`src/bin/`), is the baseline of `compare-ldap.sh`:
+//! it drives an LDAP directory on loopback with the search and bind of a Tollgate directory
+//! login, over `ldap3` and `tokio`, which only it uses; it shares the guard, the histograms
+//! and the report types of this library.
+//!
 //! The pieces, in the order a run uses them:
 //! * [`guard`] refuses every target that is not a loopback address;
 //! * [`state`] writes the users and seeds of a run (`setup`) and keeps each user's HOTP

@@ -493,7 +493,6 @@ fn run(args: Args) -> Result<ExitCode> {
         let s = phase(&plan, &pools, &next, args.concurrency, until).await;
         let elapsed = started.elapsed().as_secs_f64();
         let cpu = sys::cpu_times().since(&cpu_before);
-        let logins = s.ok.max(1) as f64;
         anyhow::Ok(Report {
             url: plan.url.clone(),
             concurrency: args.concurrency,
@@ -515,7 +514,11 @@ fn run(args: Args) -> Result<ExitCode> {
             cpu: Cpu {
                 user_secs: cpu.user.as_secs_f64(),
                 system_secs: cpu.system.as_secs_f64(),
-                us_per_login: cpu.total().as_secs_f64() * 1e6 / logins,
+                us_per_login: if s.ok > 0 {
+                    cpu.total().as_secs_f64() * 1e6 / s.ok as f64
+                } else {
+                    0.0
+                },
                 cores_used: cpu.total().as_secs_f64() / elapsed,
             },
         })
