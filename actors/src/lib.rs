@@ -14,6 +14,7 @@ pub mod delivery;
 pub mod ldap;
 pub mod metrics;
 pub mod process;
+pub mod push_api;
 pub mod radius;
 pub mod server;
 pub mod state;

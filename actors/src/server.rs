@@ -67,6 +67,7 @@ pub struct Server {
     table: Arc<ArcSwap<ClientTable>>,
     shared: Arc<Shared>,
     scheduler: ActorRef<crate::delivery::scheduler::SchedulerMsg>,
+    mobile_api: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>,
     store_sync: Option<StoreSync>,
     grace: Duration,
 }
@@ -99,6 +100,38 @@ fn client_settings_from_config(config: &Config) -> Result<Vec<Arc<ClientSettings
             }))
         })
         .collect()
+}
+
+/// Binds the mobile app API and serves it until the returned sender fires.
+async fn start_mobile_api(
+    config: &Config,
+    addr: SocketAddr,
+    shared: &Arc<Shared>,
+) -> Result<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>), ServerError> {
+    let tls =
+        match (&config.mobile_api.tls_cert, &config.mobile_api.tls_key) {
+            (Some(cert), Some(key)) => Some(tollgate_portals::tls_config(cert, key).map_err(
+                |e| ServerError::Spawn {
+                    what: "the mobile API",
+                    reason: e.to_string(),
+                },
+            )?),
+            _ => None,
+        };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let backend = Arc::new(crate::push_api::Backend::new(
+        Arc::clone(shared),
+        Arc::clone(&shared.delivery.outbox),
+    ));
+    let router = tollgate_portals::router(backend);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tracing::info!(address = %addr, tls = tls.is_some(), "mobile API listening");
+    let task = tokio::spawn(tollgate_portals::serve(listener, router, tls, async move {
+        let _ = rx.await;
+    }));
+    Ok((tx, task))
 }
 
 impl Server {
@@ -158,6 +191,9 @@ impl Server {
             cpu_gate: Arc::new(Semaphore::new(cores)),
             challenge_ttl_secs: config.login.challenge_ttl_secs,
             challenge_message: config.login.challenge_message.clone(),
+            push: crate::radius::push::PushRegistry::default(),
+            push_timeout_secs: config.login.push_timeout_secs,
+            push_prompt: config.login.push_prompt.clone(),
             audit,
             dedup_window: Duration::from_secs(config.radius.duplicate_window_secs),
             dedup_entries: config.radius.duplicate_cache_entries,
@@ -206,6 +242,11 @@ impl Server {
             reason: e.to_string(),
         })?;
 
+        let mobile_api = match config.mobile_api.listen {
+            Some(addr) => Some(start_mobile_api(config, addr, &shared).await?),
+            None => None,
+        };
+
         let stop = Arc::new(AtomicBool::new(false));
         let worker_ctx = Arc::new(WorkerContext {
             table: Arc::clone(&table),
@@ -248,6 +289,7 @@ impl Server {
             table,
             shared,
             scheduler: delivery.scheduler,
+            mobile_api,
             store_sync: Some(store_sync),
             grace: Duration::from_secs(config.shutdown.grace_secs),
         })
@@ -365,6 +407,10 @@ impl Server {
         self.session_supervisor.stop(Some("shutdown".to_owned()));
         self.shared.domains.stop();
         self.shared.delivery.stop();
+        if let Some((stop, task)) = self.mobile_api.take() {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
         self.scheduler.stop(Some("shutdown".to_owned()));
         if let Some(sync) = self.store_sync.take() {
             // The last flush blocks on SQLite; keep it off the async workers.

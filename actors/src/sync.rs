@@ -143,6 +143,7 @@ fn reload_user(store: &Store, directory: &Directory, id: i64) -> Result<(), Stor
         Some(user) => {
             let tokens = store.tokens(Some(id))?;
             directory.upsert(user, tokens);
+            directory.set_devices(id, store.devices(Some(id))?);
         }
         None => directory.remove(id),
     }
@@ -170,6 +171,18 @@ pub fn load_directory(store: &Store, directory: &Directory) -> Result<(), StoreE
     }
     for code in store.day_codes_since(0)? {
         directory.install_day_code(code);
+    }
+    let mut devices: HashMap<i64, Vec<_>> = HashMap::new();
+    for d in store.devices(None)? {
+        devices.entry(d.user_id).or_default().push(d);
+    }
+    for id in directory.users_with_devices() {
+        if !devices.contains_key(&id) {
+            directory.set_devices(id, Vec::new());
+        }
+    }
+    for (id, list) in devices {
+        directory.set_devices(id, list);
     }
     metrics::gauge!(crate::metrics::USERS_LOADED).set(directory.len() as f64);
     Ok(())

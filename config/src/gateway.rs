@@ -1,9 +1,12 @@
-//! `[[gateway]]`: the ways a delivered passcode reaches a user (SMS, e-mail, voice).
+//! `[[gateway]]`: the ways a message reaches a user (SMS, e-mail, voice, push
+//! notifications).
 //!
 //! Each section is one gateway with a unique `name`, the `channel` it serves and a `type`:
 //! `file` appends every message to a local JSON-lines file (the embedded default, so a new
 //! installation shows its codes without any provider), `smtp` sends e-mail, `http` calls an
-//! SMS or voice provider's web API. The keys of every type live in one flat table so that a
+//! SMS or voice provider's web API, `fcm` and `apns` send push notifications to an
+//! enrolled phone through Firebase Cloud Messaging and the Apple Push Notification
+//! service. The keys of every type live in one flat table so that a
 //! misplaced key is reported under its own path (`gateway[1].url`); validation then refuses
 //! keys that do not belong to the section's type.
 //!
@@ -30,15 +33,21 @@ pub enum GatewayChannel {
     Email,
     /// Voice calls that read the message out.
     Voice,
+    /// Push notifications to Android (and other Firebase) apps.
+    Fcm,
+    /// Push notifications to iOS apps.
+    Apns,
 }
 
 impl GatewayChannel {
-    /// `sms`, `email` or `voice`, as in the configuration.
+    /// `sms`, `email`, `voice`, `fcm` or `apns`, as in the configuration.
     pub fn as_str(self) -> &'static str {
         match self {
             GatewayChannel::Sms => "sms",
             GatewayChannel::Email => "email",
             GatewayChannel::Voice => "voice",
+            GatewayChannel::Fcm => "fcm",
+            GatewayChannel::Apns => "apns",
         }
     }
 }
@@ -53,15 +62,21 @@ pub enum GatewayType {
     Smtp,
     /// Calls a provider's HTTP API.
     Http,
+    /// Firebase Cloud Messaging's HTTP v1 API, authorised by a Google service account.
+    Fcm,
+    /// Apple's HTTP/2 provider API, authorised by a signing key (token authentication).
+    Apns,
 }
 
 impl GatewayType {
-    /// `file`, `smtp` or `http`, as in the configuration.
+    /// `file`, `smtp`, `http`, `fcm` or `apns`, as in the configuration.
     pub fn as_str(self) -> &'static str {
         match self {
             GatewayType::File => "file",
             GatewayType::Smtp => "smtp",
             GatewayType::Http => "http",
+            GatewayType::Fcm => "fcm",
+            GatewayType::Apns => "apns",
         }
     }
 }
@@ -341,16 +356,16 @@ impl Template {
 
 /// `[[gateway]]`: one way of delivering messages.
 ///
-/// Keys of the three types share the table; [`GatewayConfig::validate`] refuses those that
+/// Keys of every type share the table; [`GatewayConfig::validate`] refuses those that
 /// do not apply to the section's `type`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     /// Unique name, used in logs, metrics and the outbox (letters, digits, '-', '_', '.').
     pub name: String,
-    /// The channel served: `sms`, `email` or `voice`.
+    /// The channel served: `sms`, `email`, `voice`, `fcm` or `apns`.
     pub channel: GatewayChannel,
-    /// `file`, `smtp` or `http`.
+    /// `file`, `smtp`, `http`, `fcm` or `apns`.
     #[serde(rename = "type")]
     pub kind: GatewayType,
 
@@ -416,13 +431,46 @@ pub struct GatewayConfig {
     /// `smtp`, `http`: a file holding the password (trailing newline ignored).
     #[serde(default)]
     pub password_file: Option<PathBuf>,
-    /// `smtp`, `http`: PEM file of the certificate authorities to trust; the system's roots
-    /// when not given.
+    /// `smtp`, `http`, `fcm`, `apns`: PEM file of the certificate authorities to trust;
+    /// the system's roots when not given.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
-    /// `smtp`, `http`: milliseconds one message may take, connection included (10000).
+    /// `smtp`, `http`, `fcm`, `apns`: milliseconds one message may take, connection
+    /// included (10000). For `fcm` this includes fetching an access token when one is due.
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+
+    /// `fcm`: the Google service-account key file (JSON, as downloaded from the Google
+    /// Cloud console): its `client_email`, `private_key` (PKCS#8 RSA, PEM), `token_uri`
+    /// and `project_id` are used. It is read when the server starts.
+    #[serde(default)]
+    pub service_account_file: Option<PathBuf>,
+    /// `fcm`: the Firebase project to send through, when it is not the service account's
+    /// own `project_id`.
+    #[serde(default)]
+    pub project_id: Option<String>,
+    /// `fcm`, `apns`: the push service's base URL (`https://` only). FCM:
+    /// `https://fcm.googleapis.com`; APNs: `https://api.push.apple.com`, or
+    /// `https://api.sandbox.push.apple.com` for development builds of the app.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// `fcm`, `apns`: seconds a notification stays worth delivering to a phone that is
+    /// offline, when the message does not carry its own expiry (300).
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+    /// `apns`: the Apple developer team id (10 letters and digits).
+    #[serde(default)]
+    pub team_id: Option<String>,
+    /// `apns`: the id of the APNs signing key (10 letters and digits).
+    #[serde(default)]
+    pub key_id: Option<String>,
+    /// `apns`: the signing key file (`AuthKey_<key_id>.p8`: PKCS#8 P-256, PEM). It is read
+    /// when the server starts.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// `apns`: the app's bundle id, sent as `apns-topic`.
+    #[serde(default)]
+    pub topic: Option<String>,
 }
 
 /// The effective request description of an `http` gateway: its own keys over its preset's.
@@ -450,6 +498,21 @@ pub struct HttpSettings {
 /// Default of `timeout_ms`.
 pub const DEFAULT_GATEWAY_TIMEOUT_MS: u64 = 10_000;
 
+/// Default `endpoint` of an `fcm` gateway.
+pub const DEFAULT_FCM_ENDPOINT: &str = "https://fcm.googleapis.com";
+
+/// Default `endpoint` of an `apns` gateway (production).
+pub const DEFAULT_APNS_ENDPOINT: &str = "https://api.push.apple.com";
+
+/// The `endpoint` of APNs for development builds of an app.
+pub const APNS_SANDBOX_ENDPOINT: &str = "https://api.sandbox.push.apple.com";
+
+/// Default of `ttl_secs`.
+pub const DEFAULT_PUSH_TTL_SECS: u64 = 300;
+
+/// Most of `ttl_secs`: FCM keeps a message at most four weeks.
+const MAX_PUSH_TTL_SECS: u64 = 28 * 86_400;
+
 /// Headers the HTTP client writes itself.
 const MANAGED_HEADERS: &[&str] = &[
     "host",
@@ -463,6 +526,23 @@ impl GatewayConfig {
     /// Milliseconds one message may take.
     pub fn timeout_ms(&self) -> u64 {
         self.timeout_ms.unwrap_or(DEFAULT_GATEWAY_TIMEOUT_MS)
+    }
+
+    /// The push service's base URL of an `fcm` or `apns` gateway: `endpoint`, or the
+    /// service's production URL. None for other types.
+    pub fn push_endpoint(&self) -> Option<&str> {
+        let default = match self.kind {
+            GatewayType::Fcm => DEFAULT_FCM_ENDPOINT,
+            GatewayType::Apns => DEFAULT_APNS_ENDPOINT,
+            _ => return None,
+        };
+        Some(self.endpoint.as_deref().unwrap_or(default))
+    }
+
+    /// Seconds a push notification without an expiry of its own is kept for an offline
+    /// phone.
+    pub fn push_ttl_secs(&self) -> u64 {
+        self.ttl_secs.unwrap_or(DEFAULT_PUSH_TTL_SECS)
     }
 
     /// How an SMTP connection is protected.
@@ -561,12 +641,18 @@ impl GatewayConfig {
         let channel_ok = match self.kind {
             GatewayType::File => true,
             GatewayType::Smtp => self.channel == GatewayChannel::Email,
-            GatewayType::Http => self.channel != GatewayChannel::Email,
+            GatewayType::Http => {
+                matches!(self.channel, GatewayChannel::Sms | GatewayChannel::Voice)
+            }
+            GatewayType::Fcm => self.channel == GatewayChannel::Fcm,
+            GatewayType::Apns => self.channel == GatewayChannel::Apns,
         };
         if !channel_ok {
             let want = match self.kind {
                 GatewayType::Smtp => "an smtp gateway carries e-mail only (channel = \"email\")",
-                _ => "an http gateway carries sms or voice (e-mail goes through type = \"smtp\")",
+                GatewayType::Fcm => "an fcm gateway carries channel = \"fcm\" only",
+                GatewayType::Apns => "an apns gateway carries channel = \"apns\" only",
+                _ => "an http gateway carries sms or voice (e-mail goes through type = \"smtp\", push notifications through type = \"fcm\" or \"apns\")",
             };
             return Err(ConfigError::invalid(at("channel"), want));
         }
@@ -589,12 +675,14 @@ impl GatewayConfig {
             },
             GatewayType::Smtp => self.validate_smtp(at),
             GatewayType::Http => self.validate_http(at),
+            GatewayType::Fcm => self.validate_fcm(at),
+            GatewayType::Apns => self.validate_apns(at),
         }
     }
 
     /// Refuses keys that belong to another type of gateway.
     fn refuse_foreign_keys(&self, at: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
-        use GatewayType::{File, Http, Smtp};
+        use GatewayType::{Apns, Fcm, File, Http, Smtp};
         let keys: &[(&str, bool, &[GatewayType])] = &[
             ("path", self.path.is_some(), &[File]),
             ("host", self.host.is_some(), &[Smtp]),
@@ -614,8 +702,24 @@ impl GatewayConfig {
             ("username", self.username.is_some(), &[Smtp, Http]),
             ("password", self.password.is_some(), &[Smtp, Http]),
             ("password_file", self.password_file.is_some(), &[Smtp, Http]),
-            ("ca_file", self.ca_file.is_some(), &[Smtp, Http]),
-            ("timeout_ms", self.timeout_ms.is_some(), &[Smtp, Http]),
+            ("ca_file", self.ca_file.is_some(), &[Smtp, Http, Fcm, Apns]),
+            (
+                "timeout_ms",
+                self.timeout_ms.is_some(),
+                &[Smtp, Http, Fcm, Apns],
+            ),
+            (
+                "service_account_file",
+                self.service_account_file.is_some(),
+                &[Fcm],
+            ),
+            ("project_id", self.project_id.is_some(), &[Fcm]),
+            ("endpoint", self.endpoint.is_some(), &[Fcm, Apns]),
+            ("ttl_secs", self.ttl_secs.is_some(), &[Fcm, Apns]),
+            ("team_id", self.team_id.is_some(), &[Apns]),
+            ("key_id", self.key_id.is_some(), &[Apns]),
+            ("key_file", self.key_file.is_some(), &[Apns]),
+            ("topic", self.topic.is_some(), &[Apns]),
         ];
         for &(key, is_set, types) in keys {
             if is_set && !types.contains(&self.kind) {
@@ -714,6 +818,99 @@ impl GatewayConfig {
                 }),
                 "SMTP AUTH needs both username and password (or password_file)",
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_fcm(&self, at: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+        require_path(&self.service_account_file, "service_account_file", at)?;
+        if let Some(p) = &self.project_id {
+            let ok = !p.is_empty()
+                && p.len() <= 100
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-.:_".contains(c));
+            if !ok {
+                return Err(ConfigError::invalid(
+                    at("project_id"),
+                    "must be a Google Cloud project id (letters, digits, '-', '.', ':', '_')",
+                ));
+            }
+        }
+        self.validate_push_common(at)
+    }
+
+    fn validate_apns(&self, at: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+        for (key, value) in [("team_id", &self.team_id), ("key_id", &self.key_id)] {
+            match value {
+                Some(v) if v.len() == 10 && v.chars().all(|c| c.is_ascii_alphanumeric()) => {}
+                Some(_) => {
+                    return Err(ConfigError::invalid(
+                        at(key),
+                        "must be the 10 letters and digits Apple shows for it",
+                    ))
+                }
+                None => {
+                    return Err(ConfigError::invalid(
+                        at(key),
+                        format!("an apns gateway needs {key}"),
+                    ))
+                }
+            }
+        }
+        require_path(&self.key_file, "key_file", at)?;
+        match &self.topic {
+            Some(t)
+                if !t.is_empty()
+                    && t.len() <= 255
+                    && !t.starts_with('.')
+                    && !t.ends_with('.')
+                    && t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)) => {}
+            Some(_) => {
+                return Err(ConfigError::invalid(
+                    at("topic"),
+                    "must be the app's bundle id (`com.example.authenticator`)",
+                ))
+            }
+            None => {
+                return Err(ConfigError::invalid(
+                    at("topic"),
+                    "an apns gateway needs topic (the app's bundle id)",
+                ))
+            }
+        }
+        self.validate_push_common(at)
+    }
+
+    /// What `fcm` and `apns` share: the endpoint and the time to live.
+    fn validate_push_common(&self, at: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+        if let Some(e) = &self.endpoint {
+            let key = || at("endpoint");
+            let url = url::Url::parse(e)
+                .map_err(|err| ConfigError::invalid(key(), format!("is not a valid URL: {err}")))?;
+            if url.scheme() != "https" {
+                return Err(ConfigError::invalid(key(), "must start with https://"));
+            }
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err(ConfigError::invalid(key(), "needs a host"));
+            }
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err(ConfigError::invalid(key(), "must not carry credentials"));
+            }
+            if url.query().is_some() || url.fragment().is_some() {
+                return Err(ConfigError::invalid(
+                    key(),
+                    "must not have a ?query or #fragment",
+                ));
+            }
+        }
+        if let Some(t) = self.ttl_secs {
+            if t > MAX_PUSH_TTL_SECS {
+                return Err(ConfigError::invalid(
+                    at("ttl_secs"),
+                    format!("must be at most {MAX_PUSH_TTL_SECS} (four weeks)"),
+                ));
+            }
         }
         Ok(())
     }
@@ -901,6 +1098,22 @@ fn validate_url(url: &Template, key: &dyn Fn() -> String) -> Result<(), ConfigEr
         return Err(ConfigError::invalid(key(), "must not have a #fragment"));
     }
     Ok(())
+}
+
+/// Refuses a missing or empty path.
+fn require_path(
+    path: &Option<PathBuf>,
+    key: &str,
+    at: &dyn Fn(&str) -> String,
+) -> Result<(), ConfigError> {
+    match path {
+        Some(p) if !p.as_os_str().is_empty() => Ok(()),
+        Some(_) => Err(ConfigError::invalid(at(key), "must not be empty")),
+        None => Err(ConfigError::invalid(
+            at(key),
+            format!("this type of gateway needs {key}"),
+        )),
+    }
 }
 
 /// An RFC 9110 `tchar`.
@@ -1149,6 +1362,175 @@ mod tests {
             let (path, msg) = refused(&text);
             assert_eq!(path, want, "{msg}\n--- config:\n{text}");
         }
+    }
+
+    const FCM: &str = "[[gateway]]\nname = \"android\"\nchannel = \"fcm\"\ntype = \"fcm\"\nservice_account_file = \"/etc/tollgate/fcm.json\"\n";
+    const APNS: &str = "[[gateway]]\nname = \"ios\"\nchannel = \"apns\"\ntype = \"apns\"\nteam_id = \"ABCDE12345\"\nkey_id = \"KEY9876543\"\nkey_file = \"/etc/tollgate/AuthKey_KEY9876543.p8\"\ntopic = \"com.example.tollgate\"\n";
+
+    #[test]
+    fn push_gateways_take_their_defaults() {
+        let c = Config::parse(&format!("{FCM}{APNS}")).unwrap();
+        let [fcm, apns] = &c.gateways[..] else {
+            panic!("two gateways")
+        };
+        assert_eq!(fcm.kind, GatewayType::Fcm);
+        assert_eq!(fcm.channel, GatewayChannel::Fcm);
+        assert_eq!(fcm.push_endpoint(), Some(DEFAULT_FCM_ENDPOINT));
+        assert_eq!(fcm.push_ttl_secs(), DEFAULT_PUSH_TTL_SECS);
+        assert_eq!(fcm.timeout_ms(), DEFAULT_GATEWAY_TIMEOUT_MS);
+        assert_eq!(apns.kind, GatewayType::Apns);
+        assert_eq!(apns.channel.as_str(), "apns");
+        assert_eq!(apns.push_endpoint(), Some(DEFAULT_APNS_ENDPOINT));
+        assert_eq!(apns.topic.as_deref(), Some("com.example.tollgate"));
+        let full = Config::parse(&format!(
+            "{FCM}project_id = \"tollgate-prod\"\nendpoint = \"https://127.0.0.1:8443/fcm\"\nca_file = \"/ca.pem\"\ntimeout_ms = 2000\nttl_secs = 0\n{APNS}endpoint = \"{APNS_SANDBOX_ENDPOINT}\"\nttl_secs = 60\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            full.gateways[0].push_endpoint(),
+            Some("https://127.0.0.1:8443/fcm")
+        );
+        assert_eq!(full.gateways[0].push_ttl_secs(), 0);
+        assert_eq!(
+            full.gateways[1].push_endpoint(),
+            Some(APNS_SANDBOX_ENDPOINT)
+        );
+        // Other types have no push endpoint.
+        let smtp = Config::parse(SMTP).unwrap();
+        assert_eq!(smtp.gateways[0].push_endpoint(), None);
+    }
+
+    #[test]
+    fn bad_push_values_name_their_key() {
+        let cases: Vec<(String, &str)> = vec![
+            (
+                FCM.replace("channel = \"fcm\"", "channel = \"sms\""),
+                "gateway[0].channel",
+            ),
+            (
+                APNS.replace("channel = \"apns\"", "channel = \"fcm\""),
+                "gateway[0].channel",
+            ),
+            (
+                HTTP.replace("channel = \"sms\"", "channel = \"apns\""),
+                "gateway[0].channel",
+            ),
+            (
+                SMTP.replace("channel = \"email\"", "channel = \"fcm\""),
+                "gateway[0].channel",
+            ),
+            (
+                FCM.replace("service_account_file = \"/etc/tollgate/fcm.json\"\n", ""),
+                "gateway[0].service_account_file",
+            ),
+            (
+                FCM.replace("/etc/tollgate/fcm.json", ""),
+                "gateway[0].service_account_file",
+            ),
+            (
+                format!("{FCM}project_id = \"my project\"\n"),
+                "gateway[0].project_id",
+            ),
+            (format!("{FCM}project_id = \"\"\n"), "gateway[0].project_id"),
+            (
+                format!("{FCM}endpoint = \"http://fcm.example\"\n"),
+                "gateway[0].endpoint",
+            ),
+            (
+                format!("{FCM}endpoint = \"fcm.googleapis.com\"\n"),
+                "gateway[0].endpoint",
+            ),
+            (
+                format!("{FCM}endpoint = \"https://u:p@fcm.example\"\n"),
+                "gateway[0].endpoint",
+            ),
+            (
+                format!("{FCM}endpoint = \"https://fcm.example/?x=1\"\n"),
+                "gateway[0].endpoint",
+            ),
+            (format!("{FCM}ttl_secs = 2419201\n"), "gateway[0].ttl_secs"),
+            (format!("{FCM}ttl_secs = -1\n"), "gateway[0].ttl_secs"),
+            (format!("{FCM}timeout_ms = 10\n"), "gateway[0].timeout_ms"),
+            (
+                format!("{FCM}topic = \"com.example\"\n"),
+                "gateway[0].topic",
+            ),
+            (
+                format!("{FCM}key_file = \"/k.p8\"\n"),
+                "gateway[0].key_file",
+            ),
+            (format!("{FCM}password = \"x\"\n"), "gateway[0].password"),
+            (format!("{FCM}url = \"https://x\"\n"), "gateway[0].url"),
+            (
+                APNS.replace("team_id = \"ABCDE12345\"\n", ""),
+                "gateway[0].team_id",
+            ),
+            (
+                APNS.replace("ABCDE12345", "ABCDE1234"),
+                "gateway[0].team_id",
+            ),
+            (
+                APNS.replace("ABCDE12345", "ABCDE-1234"),
+                "gateway[0].team_id",
+            ),
+            (
+                APNS.replace("key_id = \"KEY9876543\"\n", ""),
+                "gateway[0].key_id",
+            ),
+            (
+                APNS.replace("\"KEY9876543\"", "\"KEY98765432\""),
+                "gateway[0].key_id",
+            ),
+            (
+                APNS.replace("key_file = \"/etc/tollgate/AuthKey_KEY9876543.p8\"\n", ""),
+                "gateway[0].key_file",
+            ),
+            (
+                APNS.replace("topic = \"com.example.tollgate\"\n", ""),
+                "gateway[0].topic",
+            ),
+            (
+                APNS.replace("com.example.tollgate", "com example"),
+                "gateway[0].topic",
+            ),
+            (
+                APNS.replace("com.example.tollgate", ".com.example"),
+                "gateway[0].topic",
+            ),
+            (
+                format!("{APNS}endpoint = \"https://api.push.apple.com#x\"\n"),
+                "gateway[0].endpoint",
+            ),
+            (
+                format!("{APNS}service_account_file = \"/sa.json\"\n"),
+                "gateway[0].service_account_file",
+            ),
+            (
+                format!("{APNS}project_id = \"p\"\n"),
+                "gateway[0].project_id",
+            ),
+            (format!("{APNS}path = \"/tmp/x\"\n"), "gateway[0].path"),
+            (
+                format!("{HTTP}endpoint = \"https://x\"\n"),
+                "gateway[0].endpoint",
+            ),
+            (format!("{SMTP}ttl_secs = 5\n"), "gateway[0].ttl_secs"),
+            (
+                format!("{FILE}team_id = \"ABCDE12345\"\n"),
+                "gateway[0].team_id",
+            ),
+            (format!("{APNS}{APNS}"), "gateway[1].name"),
+        ];
+        for (text, want) in cases {
+            let (path, msg) = refused(&text);
+            assert_eq!(path, want, "{msg}\n--- config:\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_file_gateway_may_record_push_messages() {
+        let c = Config::parse(&FILE.replace("channel = \"sms\"", "channel = \"apns\"")).unwrap();
+        assert_eq!(c.gateways[0].channel, GatewayChannel::Apns);
     }
 
     #[test]

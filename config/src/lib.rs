@@ -16,13 +16,14 @@ pub use delivery::{DeliveryConfig, PreloadConfig};
 pub use error::ConfigError;
 pub use gateway::{
     GatewayChannel, GatewayConfig, GatewayType, HttpContentType, HttpMethod, HttpPreset,
-    HttpSettings, Placeholder, SmtpTls, Template, TemplatePart, DEFAULT_GATEWAY_TIMEOUT_MS,
+    HttpSettings, Placeholder, SmtpTls, Template, TemplatePart, APNS_SANDBOX_ENDPOINT,
+    DEFAULT_APNS_ENDPOINT, DEFAULT_FCM_ENDPOINT, DEFAULT_GATEWAY_TIMEOUT_MS, DEFAULT_PUSH_TTL_SECS,
 };
 pub use ldap::{GroupMembership, GroupPolicy, GroupRule, LdapConfig, LdapProfile};
 pub use model::valid_name_char;
 pub use model::{
     AuditConfig, ClientAddress, ClientConfig, Config, LockoutConfig, LogConfig, LogFormat,
-    LoginConfig, MetricsConfig, OtpConfig, PasswordConfig, RadiusConfig, ShutdownConfig,
-    SyslogConfig, SyslogFacility, SyslogTransport,
+    LoginConfig, MetricsConfig, MobileApiConfig, OtpConfig, PasswordConfig, RadiusConfig,
+    ShutdownConfig, SyslogConfig, SyslogFacility, SyslogTransport,
 };
 pub use secret::SharedSecret;

@@ -50,6 +50,9 @@ pub struct Config {
     /// `tollgate client add`).
     #[serde(default, rename = "client")]
     pub clients: Vec<ClientConfig>,
+    /// The mobile app API (push approval); off unless `listen` is set.
+    #[serde(default)]
+    pub mobile_api: MobileApiConfig,
     /// Delivered codes (SMS, e-mail, voice) and the outbox.
     #[serde(default)]
     pub delivery: crate::DeliveryConfig,
@@ -83,6 +86,7 @@ impl Default for Config {
             ldap: Vec::new(),
             delivery: crate::DeliveryConfig::default(),
             gateways: Vec::new(),
+            mobile_api: MobileApiConfig::default(),
         }
     }
 }
@@ -129,6 +133,11 @@ pub struct LoginConfig {
     pub challenge_message: String,
     /// Challenge sessions open at once across the server; beyond it logins are refused.
     pub max_sessions: usize,
+    /// Seconds a login waits for the phone's approval before it is refused.
+    pub push_timeout_secs: u64,
+    /// Reply-Message of the challenge of a push login (challenge-mode clients): `{number}`
+    /// is the number the user picks on the phone.
+    pub push_prompt: String,
 }
 
 impl Default for LoginConfig {
@@ -137,6 +146,8 @@ impl Default for LoginConfig {
             challenge_ttl_secs: 120,
             challenge_message: "Enter your passcode".to_owned(),
             max_sessions: 100_000,
+            push_timeout_secs: 30,
+            push_prompt: "Approve the login on your phone (pick {number}), then press Enter; or enter a passcode".to_owned(),
         }
     }
 }
@@ -405,6 +416,67 @@ impl SyslogConfig {
     }
 }
 
+/// `[mobile_api]`: the HTTPS API the phone app talks to.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MobileApiConfig {
+    /// Address to listen on; the API is off when not given.
+    pub listen: Option<SocketAddr>,
+    /// PEM certificate chain of the API's TLS listener.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the API's TLS listener.
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP (behind a TLS-terminating proxy only).
+    pub allow_plain: bool,
+    /// The URL the app reaches the API at, put in enrolment QR codes.
+    pub public_url: String,
+    /// Seconds an enrolment code stays usable.
+    pub enrol_ttl_secs: u64,
+}
+
+impl Default for MobileApiConfig {
+    fn default() -> Self {
+        MobileApiConfig {
+            listen: None,
+            tls_cert: None,
+            tls_key: None,
+            allow_plain: false,
+            public_url: "https://tollgate.example.com:8443".to_owned(),
+            enrol_ttl_secs: 600,
+        }
+    }
+}
+
+impl MobileApiConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.listen.is_some() {
+            match (&self.tls_cert, &self.tls_key, self.allow_plain) {
+                (Some(_), Some(_), _) => {}
+                (None, None, true) => {}
+                (None, None, false) => {
+                    return Err(ConfigError::invalid(
+                        "mobile_api.tls_cert",
+                        "give tls_cert and tls_key, or allow_plain = true behind a TLS proxy",
+                    ))
+                }
+                _ => {
+                    return Err(ConfigError::invalid(
+                        "mobile_api.tls_key",
+                        "give both tls_cert and tls_key",
+                    ))
+                }
+            }
+        }
+        if !(60..=86_400).contains(&self.enrol_ttl_secs) {
+            return Err(ConfigError::invalid(
+                "mobile_api.enrol_ttl_secs",
+                "must be between 60 and 86400 seconds",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `[metrics]`
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -609,6 +681,18 @@ impl Config {
                 "must fit one Reply-Message (253 bytes)",
             ));
         }
+        if !(5..=600).contains(&l.push_timeout_secs) {
+            return Err(ConfigError::invalid(
+                "login.push_timeout_secs",
+                "must be between 5 and 600 seconds",
+            ));
+        }
+        if l.push_prompt.len() > 240 || !l.push_prompt.contains("{number}") {
+            return Err(ConfigError::invalid(
+                "login.push_prompt",
+                "must contain {number} and fit one Reply-Message",
+            ));
+        }
         if l.max_sessions == 0 {
             return Err(ConfigError::invalid(
                 "login.max_sessions",
@@ -651,6 +735,7 @@ impl Config {
         crate::ldap::validate_all(&self.ldap)?;
         crate::gateway::validate_all(&self.gateways)?;
         self.delivery.validate()?;
+        self.mobile_api.validate()?;
         let mut names = std::collections::HashSet::new();
         for (i, c) in self.clients.iter().enumerate() {
             let at = |key: &str| format!("client[{i}].{key}");

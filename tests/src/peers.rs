@@ -252,3 +252,163 @@ pub fn outbox_lines(path: &Path) -> Vec<serde_json::Value> {
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
 }
+
+/// One HTTP/1.1 request over a fresh connection; returns the status and the body.
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect to the API");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    if !body.is_empty() {
+        req.push_str("content-type: application/json\r\n");
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("send");
+    s.write_all(body).expect("send body");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = match text.split_once("\r\n\r\n") {
+        Some((head, rest))
+            if head
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked") =>
+        {
+            dechunk(rest)
+        }
+        Some((_, rest)) => rest.to_owned(),
+        None => String::new(),
+    };
+    (status, body)
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || tail.len() < n {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = tail[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// A phone app: an Ed25519 key enrolled with the mobile API, signing its requests.
+pub struct PhoneApp {
+    /// The API's address.
+    pub api: SocketAddr,
+    key: ed25519_dalek::SigningKey,
+    /// The device id, once enrolled.
+    pub device: String,
+}
+
+impl PhoneApp {
+    /// Enrols a new key with a one-time `code`; panics with the API's answer on failure.
+    pub fn enrol(api: SocketAddr, code: &str) -> PhoneApp {
+        let mut seed = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
+        let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+        let (status, body) = PhoneApp::try_enrol(api, code, &key);
+        assert_eq!(status, 201, "enrolment refused: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        PhoneApp {
+            api,
+            key,
+            device: v["device_id"].as_str().expect("device_id").to_owned(),
+        }
+    }
+
+    /// Sends an enrolment request and returns the API's answer.
+    pub fn try_enrol(
+        api: SocketAddr,
+        code: &str,
+        key: &ed25519_dalek::SigningKey,
+    ) -> (u16, String) {
+        use base64::Engine as _;
+        use ed25519_dalek::Signer as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let public = b64.encode(key.verifying_key().as_bytes());
+        let sig = key.sign(&tollgate_engine::push::enrol_message(code, &public));
+        let body = serde_json::json!({
+            "code": code,
+            "name": "test phone",
+            "platform": "poll",
+            "push_token": null,
+            "key_alg": "ed25519",
+            "public_key": public,
+            "signature": b64.encode(sig.to_bytes()),
+        });
+        http(api, "POST", "/v1/devices", &[], body.to_string().as_bytes())
+    }
+
+    /// A signed request; `forge` flips a bit of the signature.
+    pub fn signed(&self, method: &str, path: &str, body: &[u8], forge: bool) -> (u16, String) {
+        use base64::Engine as _;
+        use ed25519_dalek::Signer as _;
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let mut n = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut n);
+        let nonce = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(n);
+        let msg = tollgate_engine::push::request_message(method, path, ts, &nonce, body);
+        let mut sig = self.key.sign(&msg).to_bytes();
+        if forge {
+            sig[0] ^= 1;
+        }
+        let headers = [
+            ("x-tollgate-device", self.device.clone()),
+            ("x-tollgate-timestamp", ts.to_string()),
+            ("x-tollgate-nonce", nonce),
+            (
+                "x-tollgate-signature",
+                base64::engine::general_purpose::STANDARD.encode(sig),
+            ),
+        ];
+        http(self.api, method, path, &headers, body)
+    }
+
+    /// The pending approvals.
+    pub fn pending(&self) -> Vec<serde_json::Value> {
+        let (status, body) = self.signed("GET", "/v1/challenges", b"", false);
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        v["challenges"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Approves or declines a pending login.
+    pub fn decide(&self, id: &str, approve: bool, number: Option<u8>) -> (u16, String) {
+        let body = serde_json::json!({
+            "decision": if approve { "approve" } else { "decline" },
+            "number": number,
+        });
+        self.signed(
+            "POST",
+            &format!("/v1/challenges/{id}"),
+            body.to_string().as_bytes(),
+            false,
+        )
+    }
+}

@@ -79,7 +79,7 @@ pub enum UserCmd {
     Set {
         /// User name.
         name: String,
-        /// token | realtime-sms | realtime-email | realtime-voice | preload-sms | preload-email
+        /// token | realtime-sms | realtime-email | realtime-voice | preload-sms | preload-email | push
         #[arg(long, value_parser = parse_method)]
         delivery: Option<crate::store::Method>,
         /// Mobile number (E.164, e.g. +447700900123).
@@ -540,6 +540,87 @@ impl From<ModeArg> for LoginMode {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum DeviceCmd {
+    /// Make a one-time enrolment code for a user's phone and print it with a QR code for
+    /// the app to scan.
+    Enrol {
+        /// User name.
+        user: String,
+        /// Do not print the QR code.
+        #[arg(long)]
+        no_qr: bool,
+    },
+    /// List enrolled devices, of one user or of everyone.
+    List {
+        /// Only this user's devices.
+        user: Option<String>,
+    },
+    /// Remove a device.
+    Remove {
+        /// Device id (see `device list`).
+        id: String,
+    },
+}
+
+/// Runs a `device` command.
+pub fn device(global: &GlobalOpts, cmd: DeviceCmd) -> Result<ExitCode, CliError> {
+    let config = global.config()?;
+    let mut store = open_store(global)?;
+    match cmd {
+        DeviceCmd::Enrol { user, no_qr } => {
+            let mut raw = [0u8; 15];
+            rand::rngs::OsRng.fill_bytes(&mut raw);
+            let code = otp::base32::encode(&raw);
+            store.add_enrolment_code(&user, &code, config.mobile_api.enrol_ttl_secs as i64)?;
+            let uri = format!(
+                "tollgate://enrol?url={}&code={code}",
+                config.mobile_api.public_url
+            );
+            println!(
+                "enrolment code for {user} (valid {} s, once): {code}",
+                config.mobile_api.enrol_ttl_secs
+            );
+            println!("{uri}");
+            if !no_qr {
+                if let Some(qr) = terminal_qr(&uri) {
+                    println!("{qr}");
+                }
+            }
+        }
+        DeviceCmd::List { user } => {
+            let (devices, names) = match &user {
+                Some(name) => {
+                    let u = store
+                        .user(name)?
+                        .ok_or_else(|| CliError(format!("no user named `{name}`")))?;
+                    (store.devices(Some(u.id))?, vec![(u.id, u.name)])
+                }
+                None => (
+                    store.devices(None)?,
+                    store.users()?.into_iter().map(|u| (u.id, u.name)).collect(),
+                ),
+            };
+            let names: std::collections::HashMap<i64, String> = names.into_iter().collect();
+            for d in &devices {
+                println!(
+                    "{:<24} {:<34} {:<5} {:<8} {}",
+                    names.get(&d.user_id).map(String::as_str).unwrap_or("?"),
+                    d.id,
+                    d.platform.as_str(),
+                    d.key_alg,
+                    d.name
+                );
+            }
+        }
+        DeviceCmd::Remove { id } => {
+            store.remove_device(&id)?;
+            println!("device {id} removed");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Subcommand)]
 pub enum OutboxCmd {
     /// Messages waiting to be sent (with --dead, the dead letters).
     List {
@@ -564,7 +645,7 @@ pub enum OutboxCmd {
 
 fn parse_method(s: &str) -> Result<crate::store::Method, String> {
     crate::store::Method::parse(s).ok_or_else(|| {
-        format!("`{s}`: one of token, realtime-sms, realtime-email, realtime-voice, preload-sms, preload-email")
+        format!("`{s}`: one of token, realtime-sms, realtime-email, realtime-voice, preload-sms, preload-email, push")
     })
 }
 

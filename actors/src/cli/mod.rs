@@ -49,6 +49,9 @@ enum Command {
     /// Manage soft and hardware tokens.
     #[command(subcommand)]
     Token(admin::TokenCmd),
+    /// Phones enrolled for push approval.
+    #[command(subcommand)]
+    Device(admin::DeviceCmd),
     /// The outbox of delivered codes: waiting messages and dead letters.
     #[command(subcommand)]
     Outbox(admin::OutboxCmd),
@@ -121,6 +124,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Client(cmd) => admin::client(&cli.global, cmd),
         Command::Directory(cmd) => directory::directory(&cli.global, cmd),
         Command::Outbox(cmd) => admin::outbox(&cli.global, cmd),
+        Command::Device(cmd) => admin::device(&cli.global, cmd),
         Command::RadiusTest(args) => radius_test::run(args),
     }
 }

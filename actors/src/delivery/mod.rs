@@ -20,24 +20,41 @@ pub enum Channel {
     Email,
     /// A voice call that reads the message out.
     Voice,
+    /// A push notification through Firebase Cloud Messaging (Android).
+    ///
+    /// A [`Message`] of a push channel has `to` = the device's push token (FCM
+    /// registration token, APNs device token in hex), `subject` = the notification's title
+    /// and `body` = a JSON object `{"title": "...", "body": "...", "data": {"k": "v", ...},
+    /// "expires_at": <unix seconds>}` in which `body` is the notification's text, `data` a
+    /// map of strings handed to the app (the challenge id, say), and `title` (else
+    /// `subject`) and `expires_at` are optional. Build it with
+    /// [`gateway::PushPayload::to_body`].
+    Fcm,
+    /// A push notification through the Apple Push Notification service (iOS); the message
+    /// is laid out as for [`Channel::Fcm`].
+    Apns,
 }
 
 impl Channel {
-    /// `sms`, `email` or `voice`.
+    /// `sms`, `email`, `voice`, `fcm` or `apns`.
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Sms => "sms",
             Channel::Email => "email",
             Channel::Voice => "voice",
+            Channel::Fcm => "fcm",
+            Channel::Apns => "apns",
         }
     }
 
-    /// Parses `sms`, `email` or `voice`.
+    /// Parses `sms`, `email`, `voice`, `fcm` or `apns`.
     pub fn parse(s: &str) -> Option<Channel> {
         match s {
             "sms" => Some(Channel::Sms),
             "email" => Some(Channel::Email),
             "voice" => Some(Channel::Voice),
+            "fcm" => Some(Channel::Fcm),
+            "apns" => Some(Channel::Apns),
             _ => None,
         }
     }
@@ -167,6 +184,10 @@ impl Delivery {
                 &self.config.email_template,
                 self.config.email_subject.clone(),
             ),
+            // Push notifications carry an approval request, not a passcode.
+            Channel::Fcm | Channel::Apns => {
+                return Err(DeliveryError::NoDestination(channel.as_str()))
+            }
         };
         let message = crate::store::NewMessage {
             channel,
@@ -396,7 +417,13 @@ fn gateway_routes(config: &tollgate_config::Config) -> Result<dispatcher::Routes
         .outbox_file
         .clone()
         .unwrap_or_else(|| config.data_dir.join("outbox.log"));
-    for channel in [Channel::Sms, Channel::Email, Channel::Voice] {
+    for channel in [
+        Channel::Sms,
+        Channel::Email,
+        Channel::Voice,
+        Channel::Fcm,
+        Channel::Apns,
+    ] {
         if !routes.contains_key(&channel) {
             let gateway = gateway::Gateway::outbox_file(channel, &file)
                 .map_err(|e| StartError::Gateway(e.to_string()))?;
@@ -404,4 +431,65 @@ fn gateway_routes(config: &tollgate_config::Config) -> Result<dispatcher::Routes
         }
     }
     Ok(routes)
+}
+
+/// Sends a push notification to each of the user's phones that has a push address (the
+/// others poll). The notification carries no secret: the pending login's id, the client,
+/// and the numbers to offer; the phone signs its answer. It goes through the outbox like
+/// every message (written durably, then sent by the dispatcher).
+pub fn notify_push(
+    shared: &crate::radius::Shared,
+    devices: &[Arc<crate::state::DeviceEntry>],
+    opened: &crate::radius::PushOpened,
+    client: &str,
+    user: &str,
+) {
+    let expires_at = crate::unix_now() + shared.push_timeout_secs;
+    let numbers = opened
+        .numbers
+        .iter()
+        .map(u8::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let messages: Vec<crate::store::NewMessage> = devices
+        .iter()
+        .filter_map(|d| {
+            let channel = match d.platform {
+                crate::store::Platform::Fcm => Channel::Fcm,
+                crate::store::Platform::Apns => Channel::Apns,
+                crate::store::Platform::Poll => return None,
+            };
+            let token = d.push_token.clone()?;
+            let mut data = std::collections::BTreeMap::new();
+            data.insert("challenge".to_owned(), opened.id.clone());
+            data.insert("client".to_owned(), client.to_owned());
+            if !numbers.is_empty() {
+                data.insert("numbers".to_owned(), numbers.clone());
+            }
+            let payload = gateway::PushPayload {
+                title: Some("Login request".to_owned()),
+                body: format!("Approve the login of {user} through {client}?"),
+                data,
+                expires_at: Some(expires_at),
+            };
+            Some(crate::store::NewMessage {
+                channel,
+                to: token,
+                subject: "Login request".to_owned(),
+                body: payload.to_body(),
+                user_id: None,
+                purpose: "push",
+            })
+        })
+        .collect();
+    if messages.is_empty() {
+        return;
+    }
+    let delivery = Arc::clone(&shared.delivery);
+    tokio::spawn(async move {
+        match delivery.outbox.run(move |s| s.enqueue(&messages)).await {
+            Ok(_) => delivery.kick(),
+            Err(e) => tracing::error!(error = %e, "push notifications not written to the outbox"),
+        }
+    });
 }

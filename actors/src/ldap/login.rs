@@ -217,6 +217,7 @@ pub async fn run(shared: &Shared, login: DirLogin, now: u64) -> DirOutcome {
                     .or_else(|| match channel {
                         Channel::Email => found.user.mail.clone(),
                         Channel::Sms | Channel::Voice => found.user.mobile.clone(),
+                        Channel::Fcm | Channel::Apns => None,
                     });
                 DirOutcome::SendCode {
                     name: given,

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tollgate_engine::login::RejectReason;
+use tollgate_engine::login::{LoginMode, RejectReason};
 use tollgate_engine::radius::{verify_request, Packet};
 
 use super::login::{self, Decision, Progress};
@@ -121,11 +121,87 @@ pub async fn settle(shared: &Arc<Shared>, client: &str, progress: Progress) -> D
                 }
             }
         }
-        // Only the steps above follow a password.
-        Progress::SlowPassword { name, .. } | Progress::Answer { name, .. } => {
-            Decision::reject(&name, RejectReason::Malformed)
-        }
+        // Only the steps above follow a password (a push login is settled by
+        // `push_or_settle`, which holds the request).
+        Progress::SlowPassword { name, .. }
+        | Progress::Answer { name, .. }
+        | Progress::Push { name, .. } => Decision::reject(&name, RejectReason::Malformed),
         Progress::Directory(login) => Decision::reject(&login.given, RejectReason::Malformed),
+    }
+}
+
+/// Settles a login past its password and answers it through `me`, or, for a push login,
+/// parks the request in a push session that answers it when the phone does.
+pub async fn push_or_settle(
+    shared: Arc<Shared>,
+    me: ActorRef<ClientMsg>,
+    job: Job,
+    progress: Progress,
+) {
+    let decision = match progress {
+        Progress::Push { user_id, name } => {
+            match hold_for_push(&shared, &me, job, user_id, &name).await {
+                None => return,
+                Some((job, decision)) => {
+                    let _ = me.cast(ClientMsg::Completed { job, decision });
+                    return;
+                }
+            }
+        }
+        other => settle(&shared, &job.core.settings.name, other).await,
+    };
+    if let Err(err) = me.cast(ClientMsg::Completed { job, decision }) {
+        // The actor was restarted meanwhile; dropping the job frees its duplicate-cache
+        // entry and the NAS retransmits.
+        tracing::debug!(%err, "client actor gone before a login completed");
+    }
+}
+
+/// Opens a push login and notifies the user's phones. Returns the request with the
+/// decision that answers it now, or `None` when the session holds it.
+async fn hold_for_push(
+    shared: &Arc<Shared>,
+    me: &ActorRef<ClientMsg>,
+    mut job: Job,
+    user_id: i64,
+    name: &str,
+) -> Option<(Job, Decision)> {
+    let devices = shared.directory.devices_of(user_id);
+    if devices.is_empty() {
+        return Some((job, Decision::reject(name, RejectReason::NoDevice)));
+    }
+    let client = Arc::clone(&job.core.settings.name);
+    let now = unix_now();
+    if job.core.settings.mode == LoginMode::Challenge {
+        // Answer Access-Challenge now, with the number to pick on the phone.
+        return match shared
+            .sessions
+            .open_push(shared, &client, name, user_id, None, now)
+            .await
+        {
+            Ok(opened) => {
+                crate::delivery::notify_push(shared, &devices, &opened, &client, name);
+                let decision = opened
+                    .challenge
+                    .unwrap_or_else(|| Decision::reject(name, RejectReason::SessionsFull));
+                Some((job, decision))
+            }
+            Err((_, decision)) => Some((job, decision)),
+        };
+    }
+    // Hold the request: the NAS retransmits, and its retransmits join this one. The
+    // session bound counts a held request; the client's in-flight gate does not.
+    job.release_admission();
+    match shared
+        .sessions
+        .open_push(shared, &client, name, user_id, Some((job, me.clone())), now)
+        .await
+    {
+        Ok(opened) => {
+            crate::delivery::notify_push(shared, &devices, &opened, &client, name);
+            None
+        }
+        Err((held, decision)) => held.map(|(job, _)| (job, decision)),
     }
 }
 
@@ -169,13 +245,15 @@ impl ClientActorState {
                     metrics::counter!(m::PASSWORD_CHECKS_TOTAL, "path" => "argon2", "result" => if ok { "good" } else { "bad" }).increment(1);
                     let now = unix_now();
                     let progress = login::after_password(&shared, &user, &name, ok, then, now);
-                    let decision = settle(&shared, &job.core.settings.name, progress).await;
-                    if let Err(err) = me.cast(ClientMsg::Completed { job, decision }) {
-                        // The actor was restarted meanwhile; dropping the job frees its
-                        // duplicate-cache entry and the NAS retransmits.
-                        tracing::debug!(%err, "client actor gone before a slow login completed");
-                    }
+                    push_or_settle(shared, me, job, progress).await;
                 });
+            }
+            // A push login is bounded by the session gate it opens (its request holds the
+            // client's admission permit until it is parked there).
+            Progress::Push { .. } => {
+                let shared = Arc::clone(&self.shared);
+                let me = myself.clone();
+                tokio::spawn(push_or_settle(shared, me, job, progress));
             }
             Progress::SendCode { .. } => {
                 let Ok(permit) = Arc::clone(&self.shared.slow_gate).try_acquire_owned() else {
@@ -189,10 +267,7 @@ impl ClientActorState {
                 let me = myself.clone();
                 tokio::spawn(async move {
                     let _admitted = permit;
-                    let decision = settle(&shared, &job.core.settings.name, progress).await;
-                    if let Err(err) = me.cast(ClientMsg::Completed { job, decision }) {
-                        tracing::debug!(%err, "client actor gone before a code was sent");
-                    }
+                    push_or_settle(shared, me, job, progress).await;
                 });
             }
             Progress::Directory(login) => {

@@ -70,6 +70,12 @@ impl Job {
         }
     }
 
+    /// Gives the client's admission permit back: for a request held for long (a push
+    /// login), which the session bound counts instead.
+    pub fn release_admission(&mut self) {
+        self.permit = None;
+    }
+
     /// Marks the job as answered and returns its duplicate-cache key.
     pub fn settle(&mut self) -> Option<DedupKey> {
         self.pending.take()

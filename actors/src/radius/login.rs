@@ -43,6 +43,12 @@ pub struct Shared {
     pub audit: Audit,
     /// Delivered codes.
     pub delivery: Arc<Delivery>,
+    /// Push logins waiting for a phone.
+    pub push: super::push::PushRegistry,
+    /// How long a push login waits.
+    pub push_timeout_secs: u64,
+    /// Reply-Message of a push challenge.
+    pub push_prompt: String,
     /// Duplicate-cache window.
     pub dedup_window: Duration,
     /// Duplicate-cache capacity per client.
@@ -82,6 +88,8 @@ pub enum Then {
     Challenge,
     /// Send a real-time code and open a challenge for it.
     SendCode(Channel),
+    /// Ask the user's phone.
+    Push,
 }
 
 /// Where a login stands after its inline part.
@@ -115,6 +123,13 @@ pub enum Progress {
         /// Where it goes, if the user has a number or address for it.
         to: Option<String>,
     },
+    /// The password is right: ask the user's phone and wait for it.
+    Push {
+        /// The user's id.
+        user_id: i64,
+        /// The name as given.
+        name: String,
+    },
     /// A user of an LDAP domain: the rest waits on the directory.
     Directory(Box<DirLogin>),
     /// An answer to a challenge: hand it to the session.
@@ -146,7 +161,13 @@ pub fn start(
     let Some(name) = user_name(req) else {
         return Progress::Done(Decision::reject("", RejectReason::Malformed));
     };
-    let Some(hidden) = req.attribute(attr::USER_PASSWORD) else {
+    // A NAS that answers a challenge with nothing typed may send an empty User-Password,
+    // or none; it stands for an empty field (only a challenge's answer can be one).
+    let hidden = req.attribute(attr::USER_PASSWORD);
+    if hidden.is_none_or(<[u8]>::is_empty) && req.attribute(attr::STATE).is_some() {
+        return start_with_field(shared, client, req, name, &[], now, now_ms);
+    }
+    let Some(hidden) = hidden else {
         // CHAP and EAP cannot carry a passcode we can check against a hashed password.
         return Progress::Done(Decision::reject(name, RejectReason::Malformed));
     };
@@ -225,6 +246,8 @@ fn start_with_field(
         // password, so it can never trigger a send).
         (Method::Realtime(_), LoginMode::PasscodeOnly) => refuse(RejectReason::NoToken),
         (Method::Realtime(channel), _) => password_then(field, Then::SendCode(channel)),
+        (Method::Push, LoginMode::PasscodeOnly) => refuse(RejectReason::NoToken),
+        (Method::Push, _) => password_then(field, Then::Push),
         (_, LoginMode::PasscodeOnly) => {
             Progress::Done(second_factor(shared, &user, name, field, now))
         }
@@ -273,6 +296,10 @@ pub fn after_password(
     match then {
         Then::Passcode(code) => Progress::Done(second_factor(shared, user, name, &code, now)),
         Then::Challenge => Progress::OpenChallenge {
+            name: name.to_owned(),
+        },
+        Then::Push => Progress::Push {
+            user_id: user.id,
             name: name.to_owned(),
         },
         Then::SendCode(channel) => Progress::SendCode {
@@ -330,6 +357,25 @@ pub fn answer_delivered(
         Some(user) if user.disabled => Decision::reject(name, RejectReason::Disabled),
         Some(user) => conclude(shared, &user, name, outcome, now),
         // A directory user without an embedded entry: no lockout state here.
+        None => Decision {
+            outcome,
+            state: None,
+            user: name.to_owned(),
+            message: None,
+        },
+    }
+}
+
+/// The end of a push login: approved on the phone, or declined (which does not count
+/// towards the lockout: the user said the attempt was not theirs).
+pub fn answer_pushed(shared: &Shared, name: &str, approved: bool, now: u64) -> Decision {
+    let outcome = if approved {
+        Outcome::Accept
+    } else {
+        Outcome::Reject(RejectReason::PushDeclined)
+    };
+    match shared.directory.user(name) {
+        Some(user) => conclude(shared, &user, name, outcome, now),
         None => Decision {
             outcome,
             state: None,

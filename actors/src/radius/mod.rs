@@ -17,6 +17,7 @@ mod core;
 mod dedup;
 mod job;
 mod login;
+pub mod push;
 mod session;
 mod supervisor;
 mod table;
@@ -27,7 +28,9 @@ pub use client::{ClientActor, ClientMsg};
 pub use dedup::{DedupKey, DuplicateCache, Seen};
 pub use job::{ClientSettings, Job};
 pub use login::{Decision, Progress, Shared};
-pub use session::{SentCode, SessionActor, SessionMsg, SessionRegistry, SessionSupervisor};
+pub use session::{
+    PushOpened, PushWait, SentCode, SessionActor, SessionMsg, SessionRegistry, SessionSupervisor,
+};
 pub use supervisor::{RadiusSupervisor, RadiusSupervisorArgs, RadiusSupervisorMsg};
 pub use table::{ClientSlot, ClientTable};
 pub use worker::{bind_sockets, spawn_workers, WorkerContext};

@@ -28,6 +28,36 @@ pub enum SessionMsg {
     Answer(Box<Answer>),
     /// The session's time ran out.
     Expire,
+    /// A request to hold until the phone answers (wait mode).
+    Hold(Job, ActorRef<ClientMsg>),
+    /// The phone's decision on a push login.
+    Pushed {
+        /// Approved (with the right number, when one was asked).
+        approved: bool,
+        /// The user picked another number than the prompt's.
+        wrong_number: bool,
+    },
+}
+
+/// A push login's state in its session.
+pub struct PushWait {
+    /// The id the phone names it by.
+    pub id: String,
+    /// The request held until the phone answers (wait mode, or a challenge answered
+    /// before the phone).
+    pub held: Option<(Job, ActorRef<ClientMsg>)>,
+    /// The phone's decision, once it came.
+    pub decided: Option<bool>,
+}
+
+/// What a push session was opened with.
+pub struct PushOpened {
+    /// The pending login's id.
+    pub id: String,
+    /// The challenge that answers the NAS now (challenge mode).
+    pub challenge: Option<Decision>,
+    /// The numbers the phone offers.
+    pub numbers: Vec<u8>,
 }
 
 /// An answer to a challenge.
@@ -122,6 +152,7 @@ impl SessionRegistry {
             session,
             shared: Arc::clone(shared),
             sent,
+            push: None,
             _permit: permit,
         };
         match Actor::spawn_linked(None, SessionActor, args, supervisor.clone()).await {
@@ -140,6 +171,98 @@ impl SessionRegistry {
                 reject(RejectReason::SessionsFull)
             }
         }
+    }
+}
+
+impl SessionRegistry {
+    /// Opens a push session for `user` (id `user_id`) of `client`. In wait mode `held` is
+    /// the request, kept until the phone answers; in challenge mode the returned challenge
+    /// answers the NAS now and shows the number to pick. On failure the held request comes
+    /// back with the refusal that answers it.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn open_push(
+        &self,
+        shared: &Arc<Shared>,
+        client: &Arc<str>,
+        user: &str,
+        user_id: i64,
+        held: Option<(Job, ActorRef<ClientMsg>)>,
+        now: u64,
+    ) -> Result<PushOpened, (Option<(Job, ActorRef<ClientMsg>)>, Decision)> {
+        let reject = |reason| Decision::reject(user, reason);
+        let Ok(permit) = Arc::clone(&self.gate).try_acquire_owned() else {
+            metrics::counter!(m::SHED_TOTAL, "gate" => "sessions").increment(1);
+            return Err((held, reject(RejectReason::SessionsFull)));
+        };
+        let Some(supervisor) = self.supervisor.get() else {
+            return Err((held, reject(RejectReason::SessionsFull)));
+        };
+        let challenge_mode = held.is_none();
+        let mut state = [0u8; STATE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut state);
+        let mut id_bytes = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut id_bytes);
+        let id: String = id_bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let ttl = shared.push_timeout_secs;
+        // Number matching needs a prompt to show the number: challenge mode only.
+        let (number, numbers) = if challenge_mode {
+            let mut r = [0u8; 8];
+            rand::rngs::OsRng.fill_bytes(&mut r);
+            let (right, choices) = tollgate_engine::push::number_choices(r);
+            (Some(right), choices.to_vec())
+        } else {
+            (None, Vec::new())
+        };
+        let session = ChallengeSession::new(state, client, user, now, ttl);
+        let args = SessionArgs {
+            session,
+            shared: Arc::clone(shared),
+            sent: None,
+            push: Some(PushWait {
+                id: id.clone(),
+                held: None,
+                decided: None,
+            }),
+            _permit: permit,
+        };
+        let actor = match Actor::spawn_linked(None, SessionActor, args, supervisor.clone()).await {
+            Ok((actor, _)) => actor,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start a push session");
+                return Err((held, reject(RejectReason::SessionsFull)));
+            }
+        };
+        metrics::gauge!(m::SESSIONS_ACTIVE).increment(1.0);
+        if let Some((job, reply_to)) = held {
+            if let Err(ractor::MessagingErr::SendErr(SessionMsg::Hold(job, reply_to))) =
+                actor.cast(SessionMsg::Hold(job, reply_to))
+            {
+                return Err((Some((job, reply_to)), reject(RejectReason::SessionsFull)));
+            }
+        } else {
+            self.by_state.insert(state, actor.clone());
+        }
+        shared.push.insert(
+            id.clone(),
+            user_id,
+            Arc::clone(client),
+            now,
+            now + ttl,
+            number,
+            numbers.clone(),
+            actor,
+        );
+        let challenge = number.map(|n| Decision {
+            outcome: Outcome::Challenge,
+            state: Some(state),
+            user: user.to_owned(),
+            message: Some(shared.push_prompt.replace("{number}", &n.to_string())),
+        });
+        Ok(PushOpened {
+            id,
+            challenge,
+            numbers,
+        })
     }
 }
 
@@ -162,6 +285,8 @@ pub struct SessionArgs {
     shared: Arc<Shared>,
     /// The code sent, for a real-time code session.
     sent: Option<SentCode>,
+    /// The push wait, for a push session.
+    push: Option<PushWait>,
     /// Held for the session's life: its place under the session bound.
     _permit: OwnedSemaphorePermit,
 }
@@ -197,26 +322,72 @@ impl Actor for SessionActor {
                     reply_to,
                 } = *answer;
                 let now = unix_now();
-                let decision = match args.session.redeem(&client, &user, now) {
-                    Ok(()) => match &args.sent {
-                        Some(sent) => {
-                            login::answer_delivered(&args.shared, &user, &sent.code, &passcode, now)
+                if let Err(e) = args.session.redeem(&client, &user, now) {
+                    let reason = match e {
+                        SessionError::Expired => RejectReason::ChallengeExpired,
+                        _ => RejectReason::UnknownState,
+                    };
+                    let _ = reply_to.cast(ClientMsg::Completed {
+                        job,
+                        decision: Decision::reject(&user, reason),
+                    });
+                    myself.stop(None);
+                    return Ok(());
+                }
+                let decision = match (&args.sent, &mut args.push) {
+                    (Some(sent), _) => {
+                        login::answer_delivered(&args.shared, &user, &sent.code, &passcode, now)
+                    }
+                    (None, Some(push)) => match push.decided {
+                        Some(approved) => login::answer_pushed(&args.shared, &user, approved, now),
+                        // A passcode instead of the phone.
+                        None if !passcode.is_empty() => {
+                            login::answer_challenge(&args.shared, &user, &passcode, now).await
                         }
-                        None => login::answer_challenge(&args.shared, &user, &passcode, now).await,
+                        // Enter pressed before the phone answered: wait for it.
+                        None => {
+                            push.held = Some((job, reply_to));
+                            return Ok(());
+                        }
                     },
-                    Err(e) => Decision::reject(
-                        &user,
-                        match e {
-                            SessionError::Expired => RejectReason::ChallengeExpired,
-                            _ => RejectReason::UnknownState,
-                        },
-                    ),
+                    (None, None) => {
+                        login::answer_challenge(&args.shared, &user, &passcode, now).await
+                    }
                 };
                 let _ = reply_to.cast(ClientMsg::Completed { job, decision });
                 myself.stop(None);
             }
+            SessionMsg::Hold(job, reply_to) => {
+                if let Some(push) = &mut args.push {
+                    push.held = Some((job, reply_to));
+                }
+            }
+            SessionMsg::Pushed {
+                approved,
+                wrong_number,
+            } => {
+                let user = args.session.user.clone();
+                if wrong_number {
+                    tracing::warn!(target: "tollgate::audit", user = %user, client = %args.session.client, "push approval with the wrong number: taken as a decline");
+                } else if !approved {
+                    tracing::warn!(target: "tollgate::audit", user = %user, client = %args.session.client, "user declined the login on their phone: reported as not theirs");
+                }
+                let Some(push) = &mut args.push else {
+                    return Ok(());
+                };
+                push.decided = Some(approved);
+                if let Some((job, reply_to)) = push.held.take() {
+                    let decision = login::answer_pushed(&args.shared, &user, approved, unix_now());
+                    let _ = reply_to.cast(ClientMsg::Completed { job, decision });
+                    myself.stop(None);
+                }
+            }
             SessionMsg::Expire => {
                 args.shared.sessions.by_state.remove(&args.session.state);
+                if let Some((job, reply_to)) = args.push.as_mut().and_then(|p| p.held.take()) {
+                    let decision = Decision::reject(&args.session.user, RejectReason::PushTimeout);
+                    let _ = reply_to.cast(ClientMsg::Completed { job, decision });
+                }
                 myself.stop(None);
             }
         }
@@ -229,6 +400,9 @@ impl Actor for SessionActor {
         args: &mut SessionArgs,
     ) -> Result<(), ActorProcessingErr> {
         args.shared.sessions.by_state.remove(&args.session.state);
+        if let Some(push) = &args.push {
+            args.shared.push.remove(&push.id);
+        }
         metrics::gauge!(m::SESSIONS_ACTIVE).decrement(1.0);
         Ok(())
     }

@@ -127,6 +127,23 @@ struct Dirty {
     lockouts: HashMap<i64, LockoutState>,
 }
 
+/// An enrolled phone: its key (to check what it signs) and where its pushes go.
+#[derive(Debug)]
+pub struct DeviceEntry {
+    /// Device id.
+    pub id: String,
+    /// Owner.
+    pub user_id: i64,
+    /// Name the app gave.
+    pub name: String,
+    /// The public key.
+    pub key: tollgate_engine::push::DeviceKey,
+    /// Push platform.
+    pub platform: crate::store::Platform,
+    /// FCM or APNs token.
+    pub push_token: Option<String>,
+}
+
 /// A user's preload day code in memory.
 struct DayCode {
     code: zeroize::Zeroizing<String>,
@@ -170,6 +187,9 @@ pub struct Directory {
     dirty: Mutex<Dirty>,
     /// Preload day codes by user id.
     day_codes: DashMap<i64, DayCode>,
+    /// Enrolled devices by id, and by owner.
+    devices: DashMap<String, Arc<DeviceEntry>>,
+    user_devices: DashMap<i64, Vec<Arc<DeviceEntry>>>,
     /// Verified-credential cache.
     pub credentials: CredentialCache,
     /// Passcode windows.
@@ -190,6 +210,8 @@ impl Directory {
             by_id: DashMap::new(),
             dirty: Mutex::new(Dirty::default()),
             day_codes: DashMap::new(),
+            devices: DashMap::new(),
+            user_devices: DashMap::new(),
             credentials: CredentialCache::new(cache_ttl_secs),
             otp_policy,
             lockout_policy,
@@ -283,8 +305,58 @@ impl Directory {
         self.by_id.insert(entry.id, entry);
     }
 
+    /// Replaces a user's devices with those of the store (a device whose key does not
+    /// parse is skipped and logged).
+    pub fn set_devices(&self, user_id: i64, records: Vec<crate::store::DeviceRecord>) {
+        if let Some((_, old)) = self.user_devices.remove(&user_id) {
+            for d in old {
+                self.devices.remove(&d.id);
+            }
+        }
+        let mut list = Vec::with_capacity(records.len());
+        for r in records {
+            match tollgate_engine::push::DeviceKey::parse(&r.key_alg, &r.public_key) {
+                Ok(key) => {
+                    let entry = Arc::new(DeviceEntry {
+                        id: r.id,
+                        user_id,
+                        name: r.name,
+                        key,
+                        platform: r.platform,
+                        push_token: r.push_token,
+                    });
+                    self.devices.insert(entry.id.clone(), Arc::clone(&entry));
+                    list.push(entry);
+                }
+                Err(e) => tracing::warn!(device = %r.id, error = %e, "device skipped"),
+            }
+        }
+        if !list.is_empty() {
+            self.user_devices.insert(user_id, list);
+        }
+    }
+
+    /// Users that have devices now.
+    pub fn users_with_devices(&self) -> Vec<i64> {
+        self.user_devices.iter().map(|e| *e.key()).collect()
+    }
+
+    /// A device by id.
+    pub fn device(&self, id: &str) -> Option<Arc<DeviceEntry>> {
+        self.devices.get(id).map(|d| Arc::clone(&d))
+    }
+
+    /// A user's devices.
+    pub fn devices_of(&self, user_id: i64) -> Vec<Arc<DeviceEntry>> {
+        self.user_devices
+            .get(&user_id)
+            .map(|d| d.clone())
+            .unwrap_or_default()
+    }
+
     /// Removes a user.
     pub fn remove(&self, id: i64) {
+        self.set_devices(id, Vec::new());
         if let Some((_, u)) = self.by_id.remove(&id) {
             self.by_name.remove(&name_key(&u.name));
             self.credentials.forget(id);

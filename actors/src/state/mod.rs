@@ -9,4 +9,6 @@ mod credentials;
 mod directory;
 
 pub use credentials::CredentialCache;
-pub use directory::{DayCheck, Directory, PasscodeCheck, PasswordCheck, TokenEntry, UserEntry};
+pub use directory::{
+    DayCheck, DeviceEntry, Directory, PasscodeCheck, PasswordCheck, TokenEntry, UserEntry,
+};

@@ -62,6 +62,8 @@ pub enum Method {
     Realtime(Channel),
     /// A day code sent ahead of the login.
     Preload(Channel),
+    /// Approve or decline on an enrolled phone.
+    Push,
 }
 
 impl Method {
@@ -75,6 +77,10 @@ impl Method {
             Method::Preload(Channel::Sms) => "preload-sms",
             Method::Preload(Channel::Email) => "preload-email",
             Method::Preload(Channel::Voice) => "preload-voice",
+            // Push channels belong to the push method; `parse` never makes these.
+            Method::Realtime(Channel::Fcm | Channel::Apns)
+            | Method::Preload(Channel::Fcm | Channel::Apns)
+            | Method::Push => "push",
         }
     }
 
@@ -88,6 +94,7 @@ impl Method {
             "realtime-voice" => Method::Realtime(Channel::Voice),
             "preload-sms" => Method::Preload(Channel::Sms),
             "preload-email" => Method::Preload(Channel::Email),
+            "push" => Method::Push,
             _ => return None,
         })
     }
@@ -110,6 +117,7 @@ impl DeliverySettings {
         match channel {
             Channel::Sms | Channel::Voice => self.mobile.as_deref(),
             Channel::Email => self.email.as_deref(),
+            Channel::Fcm | Channel::Apns => None,
         }
         .filter(|d| !d.is_empty())
     }

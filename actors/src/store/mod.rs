@@ -9,6 +9,7 @@
 
 mod crypto;
 mod delivery;
+mod devices;
 mod password;
 
 use std::fs;
@@ -23,6 +24,7 @@ use zeroize::Zeroizing;
 
 pub use crypto::MasterKey;
 pub use delivery::{DayCodeRecord, DeliverySettings, IssuedCode, Method, NewMessage, OutboxRecord};
+pub use devices::{DeviceRecord, Platform};
 pub use password::{hash_password, verify_password};
 
 /// File name of the database inside the data directory.
@@ -302,6 +304,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(delivery::SCHEMA)?;
+        conn.execute_batch(devices::SCHEMA)?;
         let store = Store {
             conn,
             key,

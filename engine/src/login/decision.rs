@@ -51,6 +51,12 @@ pub enum RejectReason {
     DeliveryFailed,
     /// The user's preload day code has expired or was already used.
     CodeExpired,
+    /// The user declined the login on their phone (they report it as not theirs).
+    PushDeclined,
+    /// Nobody approved the login on the phone in time.
+    PushTimeout,
+    /// The user has no enrolled device to approve on.
+    NoDevice,
 }
 
 impl RejectReason {
@@ -76,6 +82,9 @@ impl RejectReason {
             RejectReason::TokenWriteFailed => "token_write_failed",
             RejectReason::DeliveryFailed => "delivery_failed",
             RejectReason::CodeExpired => "code_expired",
+            RejectReason::PushDeclined => "push_declined",
+            RejectReason::PushTimeout => "push_timeout",
+            RejectReason::NoDevice => "no_device",
         }
     }
 
@@ -138,7 +147,7 @@ pub fn reply_code(request: Code, outcome: Outcome) -> Option<Code> {
 mod tests {
     use super::*;
 
-    const REASONS: [RejectReason; 19] = [
+    const REASONS: [RejectReason; 22] = [
         RejectReason::UnknownUser,
         RejectReason::Disabled,
         RejectReason::LockedOut,
@@ -158,6 +167,9 @@ mod tests {
         RejectReason::TokenWriteFailed,
         RejectReason::DeliveryFailed,
         RejectReason::CodeExpired,
+        RejectReason::PushDeclined,
+        RejectReason::PushTimeout,
+        RejectReason::NoDevice,
     ];
 
     /// Every row of the table, written out.

@@ -1,5 +1,9 @@
 //! Gateways: each carries one message to a phone or a mailbox and says how it went.
 //!
+//! Kinds: `file` (a local JSON-lines file), `smtp` (e-mail), `http` (an SMS or voice
+//! provider's API), `fcm` and `apns` (push notifications to an enrolled phone; a push
+//! message's body is a [`PushPayload`]).
+//!
 //! A [`Gateway`] is built from a `[[gateway]]` section once, at start-up, so that a bad
 //! certificate file or sender address stops the server before it binds rather than at the
 //! first login. [`Gateway::send`] then carries one [`Message`] and answers `Ok` when the
@@ -10,11 +14,21 @@
 //! The message body holds a passcode. Nothing here logs it, and no error text carries it:
 //! errors name the gateway's peer and its answer (a status, an SMTP reply), never the
 //! request that was sent or the response body, which providers often echo the text in.
+//! The push gateways' signing keys and tokens never leave them: `Debug` shows neither.
 
+mod apns;
+mod fcm;
 mod file;
 mod http;
+mod http2;
+mod jwt;
+mod push;
 mod render;
 mod smtp;
+
+pub use apns::PROVIDER_TOKEN_LIFETIME;
+pub use fcm::FCM_SCOPE;
+pub use push::PushPayload;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -78,6 +92,10 @@ enum Kind {
     File(file::FileGateway),
     Smtp(smtp::SmtpGateway),
     Http(http::HttpGateway),
+    // The push gateways hold two connections, keys and tokens: boxed, so that the other
+    // kinds do not carry their size.
+    Fcm(Box<fcm::FcmGateway>),
+    Apns(Box<apns::ApnsGateway>),
 }
 
 impl std::fmt::Debug for Gateway {
@@ -95,8 +113,9 @@ pub const OUTBOX_FILE_GATEWAY: &str = "outbox-file";
 
 impl Gateway {
     /// Builds a gateway from its section: the section is checked again (it may not come
-    /// from a parsed file), passwords and certificate files are read, the sender address
-    /// is parsed, and a file gateway's file is created.
+    /// from a parsed file), passwords, keys and certificate files are read, the sender
+    /// address is parsed, and a file gateway's file is created. Push gateways open their
+    /// connection at the first send.
     pub fn from_config(c: &GatewayConfig) -> Result<Gateway, GatewayError> {
         c.check()
             .map_err(|e| GatewayError::new(&c.name, e.to_string()))?;
@@ -113,6 +132,8 @@ impl Gateway {
             }
             GatewayType::Smtp => Kind::Smtp(smtp::SmtpGateway::new(c)?),
             GatewayType::Http => Kind::Http(http::HttpGateway::new(c)?),
+            GatewayType::Fcm => Kind::Fcm(Box::new(fcm::FcmGateway::new(c)?)),
+            GatewayType::Apns => Kind::Apns(Box::new(apns::ApnsGateway::new(c)?)),
         };
         Ok(Gateway {
             name: c.name.clone(),
@@ -150,6 +171,8 @@ impl Gateway {
             Kind::File(_) => GatewayType::File,
             Kind::Smtp(_) => GatewayType::Smtp,
             Kind::Http(_) => GatewayType::Http,
+            Kind::Fcm(_) => GatewayType::Fcm,
+            Kind::Apns(_) => GatewayType::Apns,
         }
     }
 
@@ -171,6 +194,8 @@ impl Gateway {
             ))),
             Kind::Smtp(s) => s.send(msg).await,
             Kind::Http(h) => h.send(msg).await,
+            Kind::Fcm(g) => g.send(msg).await,
+            Kind::Apns(g) => g.send(msg).await,
         }
     }
 }
@@ -203,6 +228,8 @@ fn channel_of(c: GatewayChannel) -> Channel {
         GatewayChannel::Sms => Channel::Sms,
         GatewayChannel::Email => Channel::Email,
         GatewayChannel::Voice => Channel::Voice,
+        GatewayChannel::Fcm => Channel::Fcm,
+        GatewayChannel::Apns => Channel::Apns,
     }
 }
 
@@ -218,8 +245,17 @@ fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
-/// TLS settings for an HTTPS peer: the certificates of `ca_file`, or the system's roots.
+/// TLS settings for an HTTPS peer spoken to over HTTP/1.1: the certificates of `ca_file`,
+/// or the system's roots.
 fn tls_client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    tls_client_config_alpn(ca_file, &[b"http/1.1"])
+}
+
+/// TLS settings for an HTTPS peer, offering the application protocols `alpn`.
+fn tls_client_config_alpn(
+    ca_file: Option<&Path>,
+    alpn: &[&[u8]],
+) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
         Some(path) => {
@@ -246,7 +282,7 @@ fn tls_client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>
         .map_err(|e| format!("TLS: {e}"))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(tls))
 }
 
