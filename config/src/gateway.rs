@@ -562,15 +562,7 @@ impl GatewayConfig {
     /// The password, read from `password_file` when given; none when neither is set.
     pub fn resolve_password(&self) -> Result<Option<SharedSecret>, ConfigError> {
         if let Some(path) = &self.password_file {
-            let text = std::fs::read(path).map_err(|source| ConfigError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            let trimmed = text
-                .strip_suffix(b"\r\n")
-                .or_else(|| text.strip_suffix(b"\n"))
-                .unwrap_or(&text);
-            return Ok(Some(SharedSecret::new(trimmed.to_vec())));
+            return Ok(Some(SharedSecret::from_file(path)?));
         }
         Ok(self.password.clone())
     }

@@ -247,15 +247,7 @@ impl LdapConfig {
     /// The service account's password, read from `bind_password_file` when given.
     pub fn resolve_bind_password(&self) -> Result<SharedSecret, ConfigError> {
         if let Some(path) = &self.bind_password_file {
-            let text = std::fs::read(path).map_err(|source| ConfigError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            let trimmed = text
-                .strip_suffix(b"\r\n")
-                .or_else(|| text.strip_suffix(b"\n"))
-                .unwrap_or(&text);
-            return Ok(SharedSecret::new(trimmed.to_vec()));
+            return SharedSecret::from_file(path);
         }
         self.bind_password
             .clone()

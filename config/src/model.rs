@@ -587,15 +587,7 @@ impl ClientConfig {
     /// The secret, read from `secret_file` when given.
     pub fn resolve_secret(&self) -> Result<SharedSecret, ConfigError> {
         if let Some(path) = &self.secret_file {
-            let text = std::fs::read(path).map_err(|source| ConfigError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            let trimmed = text
-                .strip_suffix(b"\r\n")
-                .or_else(|| text.strip_suffix(b"\n"))
-                .unwrap_or(&text);
-            return Ok(SharedSecret::new(trimmed.to_vec()));
+            return SharedSecret::from_file(path);
         }
         self.secret
             .clone()

@@ -34,6 +34,24 @@ impl SharedSecret {
     }
 }
 
+impl SharedSecret {
+    /// Reads a secret from a file, without its trailing line end.
+    pub fn from_file(path: &std::path::Path) -> Result<SharedSecret, crate::ConfigError> {
+        let text =
+            Zeroizing::new(
+                std::fs::read(path).map_err(|source| crate::ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?,
+            );
+        let trimmed = text
+            .strip_suffix(b"\r\n")
+            .or_else(|| text.strip_suffix(b"\n"))
+            .unwrap_or(&text);
+        Ok(SharedSecret::new(trimmed.to_vec()))
+    }
+}
+
 impl fmt::Debug for SharedSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SharedSecret(<redacted>)")
