@@ -45,12 +45,15 @@ pub fn require(program: &str, package: &str) {
 /// The `tollgate` binary built by cargo beside the test executables.
 pub fn tollgate_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> → target/<profile>/tollgate
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("tollgate"))
-        .expect("target directory");
+    // target/<profile>/deps/<test> → target/<profile>/tollgate; a binary of this crate
+    // (target/<profile>/<bin>) finds it beside itself.
+    let dir = exe.parent().expect("target directory");
+    let dir = if dir.ends_with("deps") {
+        dir.parent().expect("target directory")
+    } else {
+        dir
+    };
+    let bin = dir.join("tollgate");
     assert!(
         bin.exists(),
         "{} is missing: build it with `cargo build -p tollgate-actors --bin tollgate` (scripts/test.sh does it)",

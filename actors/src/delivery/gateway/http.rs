@@ -136,6 +136,13 @@ impl HttpGateway {
         let rendered = render::render(&self.url, &values, Escape::Url);
         let url = Url::parse(&rendered)
             .map_err(|e| SendError::Permanent(format!("the rendered url does not parse: {e}")))?;
+        // A value that is a whole path segment of `.` or `..` would be resolved away by
+        // the URL's normalisation and change the path: refuse rather than send elsewhere.
+        if url.as_str() != rendered.as_str() {
+            return Err(SendError::Permanent(
+                "a value would change the url's path (a `.` or `..` segment)".to_owned(),
+            ));
+        }
         let mut headers = vec![(
             header::USER_AGENT,
             HeaderValue::from_static(concat!("tollgate/", env!("CARGO_PKG_VERSION"))),

@@ -135,6 +135,16 @@ mod tests {
     }
 
     #[test]
+    fn a_dot_segment_value_changes_the_url_and_is_caught() {
+        let t = Template::parse("https://sms.example/v1/{to}/send").unwrap();
+        for to in [".", ".."] {
+            let rendered = render(&t, &values(to, ""), Escape::Url);
+            let url = url::Url::parse(&rendered).unwrap();
+            assert_ne!(url.as_str(), rendered.as_str(), "{to}");
+        }
+    }
+
+    #[test]
     fn each_place_has_its_escaping() {
         check(
             "https://h.example/{account}/send?to={to}&text={message}&ref={id}",
@@ -179,6 +189,9 @@ mod tests {
 
         #[test]
         fn any_value_keeps_a_url_whole(to in any::<String>(), message in any::<String>()) {
+            // A whole path segment of `.` or `..` is resolved away by any URL parser; the
+            // gateway refuses to send such a message (checked in http.rs).
+            prop_assume!(to != "." && to != "..");
             let t = Template::parse("https://sms.example:8443/v1/{to}/send?text={message}&ref={id}").unwrap();
             let rendered = render(&t, &values(&to, &message), Escape::Url);
             let url = url::Url::parse(&rendered).expect("the URL parses");
