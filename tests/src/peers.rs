@@ -275,10 +275,32 @@ pub fn http(
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes()).expect("send");
-    s.write_all(body).expect("send body");
+    // One write, without Nagle: a head and a body written apart would wait for a delayed ACK.
+    let _ = s.set_nodelay(true);
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    s.write_all(&bytes).expect("send");
+    // Read until the body is complete (by Content-Length), not until the server closes.
     let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
+    let mut chunk = [0u8; 16384];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+        }
+        if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&out[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if let Some(length) = length {
+                if out.len() >= end + 4 + length {
+                    break;
+                }
+            }
+        }
+    }
     let text = String::from_utf8_lossy(&out).into_owned();
     let status = text
         .split_whitespace()
@@ -364,6 +386,19 @@ impl PhoneApp {
 
     /// A signed request; `forge` flips a bit of the signature.
     pub fn signed(&self, method: &str, path: &str, body: &[u8], forge: bool) -> (u16, String) {
+        let headers = self.sign(method, path, body, forge);
+        http(self.api, method, path, &headers, body)
+    }
+
+    /// The headers that sign a request (signing is slow in an unoptimised build: a caller
+    /// that times the request signs first).
+    pub fn sign(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        forge: bool,
+    ) -> Vec<(&'static str, String)> {
         use base64::Engine as _;
         use ed25519_dalek::Signer as _;
         let ts = std::time::SystemTime::now()
@@ -378,7 +413,7 @@ impl PhoneApp {
         if forge {
             sig[0] ^= 1;
         }
-        let headers = [
+        vec![
             ("x-tollgate-device", self.device.clone()),
             ("x-tollgate-timestamp", ts.to_string()),
             ("x-tollgate-nonce", nonce),
@@ -386,8 +421,7 @@ impl PhoneApp {
                 "x-tollgate-signature",
                 base64::engine::general_purpose::STANDARD.encode(sig),
             ),
-        ];
-        http(self.api, method, path, &headers, body)
+        ]
     }
 
     /// The pending approvals.
