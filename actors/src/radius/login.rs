@@ -253,24 +253,33 @@ fn start_with_field(
         }
         (_, LoginMode::Challenge) => password_then(field, Then::Challenge),
         (method, LoginMode::Append) => {
-            let lengths: Vec<u8> = match method {
-                Method::Preload(_) => dir
-                    .day_code_len(user.id)
-                    .map(|l| l as u8)
-                    .into_iter()
-                    .collect(),
-                _ => user.passcode_lengths().collect(),
+            // No allocation on this path: the split tries each passcode length in place.
+            let split = match method {
+                Method::Preload(_) => match dir.day_code_len(user.id) {
+                    Some(len) => split_appended(field, len as u8),
+                    None => return refuse(RejectReason::NoToken),
+                },
+                _ if user.tokens.is_empty() => return refuse(RejectReason::NoToken),
+                _ => user
+                    .passcode_lengths()
+                    .find_map(|digits| split_appended(field, digits)),
             };
-            if lengths.is_empty() {
-                return refuse(RejectReason::NoToken);
-            }
-            let split = lengths
-                .into_iter()
-                .find_map(|digits| split_appended(field, digits));
             let Some((password, passcode)) = split else {
                 return refuse(RejectReason::Malformed);
             };
-            password_then(password, Then::Passcode(Zeroizing::new(passcode.to_vec())))
+            // The common case stays on this thread and copies nothing.
+            match dir.check_password_fast(&user, password, now_ms) {
+                PasswordCheck::Good => {
+                    Progress::Done(second_factor(shared, &user, name, passcode, now))
+                }
+                PasswordCheck::Bad => refuse(RejectReason::BadPassword),
+                PasswordCheck::NeedsSlowCheck => Progress::SlowPassword {
+                    user: Arc::clone(&user),
+                    name: name.to_owned(),
+                    password: Zeroizing::new(password.to_vec()),
+                    then: Then::Passcode(Zeroizing::new(passcode.to_vec())),
+                },
+            }
         }
     }
 }
