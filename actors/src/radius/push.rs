@@ -97,6 +97,19 @@ impl PushRegistry {
         }
     }
 
+    /// Forgets the login of a session that failed (a rare scan of every entry).
+    pub fn forget_session(&self, session: ractor::ActorId) {
+        let ids: Vec<String> = self
+            .by_id
+            .iter()
+            .filter(|p| p.session.get_id() == session)
+            .map(|p| p.id.clone())
+            .collect();
+        for id in ids {
+            self.remove(&id);
+        }
+    }
+
     /// Logins waiting for `user_id`'s approval at `now`.
     pub fn pending(&self, user_id: i64, now: u64) -> Vec<Arc<PendingPush>> {
         let Some(ids) = self.by_user.get(&user_id).map(|v| v.clone()) else {

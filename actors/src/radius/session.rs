@@ -436,6 +436,7 @@ impl Actor for SessionSupervisor {
             metrics::counter!(m::ACTOR_RESTARTS_TOTAL, "kind" => "session").increment(1);
             metrics::gauge!(m::SESSIONS_ACTIVE).decrement(1.0);
             shared.sessions.forget_actor(cell.get_id());
+            shared.push.forget_session(cell.get_id());
         }
         Ok(())
     }
