@@ -5,6 +5,9 @@
 //! Every error a gateway returns is checked to hold no part of the message body, which
 //! carries the passcode.
 
+mod support;
+use support::Pki;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -63,99 +66,6 @@ fn free_port() -> u16 {
 
 fn toml_path(p: &Path) -> String {
     format!("{:?}", p.display().to_string())
-}
-
-// ---------------------------------------------------------------------------------------
-// Test certificates.
-
-struct Pki {
-    _dir: tempfile::TempDir,
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-    /// A second CA that signed nothing: trusting it alone must fail the handshake.
-    other_ca: PathBuf,
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("openssl: {e} (install the Debian package openssl)"));
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA and a certificate for 127.0.0.1 signed by it.
-fn pki() -> Pki {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    for name in ["ca", "other"] {
-        let mut args = vec!["req", "-x509"];
-        args.extend(ec);
-        let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
-        args.extend(["-keyout", &key, "-out", &pem, "-days", "30"]);
-        let subject = format!("/CN=Tollgate gateway test {name}");
-        args.extend(["-subj", &subject]);
-        args.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
-        args.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
-        openssl(d, &args);
-    }
-    let mut args = vec!["req"];
-    args.extend(ec);
-    args.extend([
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    openssl(d, &args);
-    std::fs::write(
-        d.join("server.ext"),
-        "subjectAltName = IP:127.0.0.1\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-set_serial",
-            "2",
-            "-days",
-            "30",
-            "-extfile",
-            "server.ext",
-            "-out",
-            "server.pem",
-        ],
-    );
-    Pki {
-        ca: d.join("ca.pem"),
-        cert: d.join("server.pem"),
-        key: d.join("server.key"),
-        other_ca: d.join("other.pem"),
-        _dir: dir,
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -388,7 +298,7 @@ async fn smtp_auth_logs_in_and_a_wrong_password_is_final() {
 
 #[tokio::test]
 async fn smtp_starttls_checks_the_certificate_against_ca_file() {
-    let pki = pki();
+    let pki = Pki::new("gateway");
     let smtpd = Smtpd::start("starttls", Some(&pki));
     let g = gateway(&smtpd.section(&format!(
         "tls = \"starttls\"\nca_file = {}\nusername = \"tollgate\"\npassword = \"s3cret pw\"\n",
@@ -419,7 +329,7 @@ async fn smtp_starttls_checks_the_certificate_against_ca_file() {
 async fn smtp_starttls_is_required_when_asked_for() {
     // A server that offers no STARTTLS: the message must not go out in clear text.
     let smtpd = Smtpd::start("plain", None);
-    let pki = pki();
+    let pki = Pki::new("gateway");
     let g = gateway(&smtpd.section(&format!("ca_file = {}\n", toml_path(&pki.ca))));
     expect_failure(
         g.send(&message(30, Channel::Email, "dave@example.com"))
@@ -431,7 +341,7 @@ async fn smtp_starttls_is_required_when_asked_for() {
 
 #[tokio::test]
 async fn smtp_implicit_tls_delivers() {
-    let pki = pki();
+    let pki = Pki::new("gateway");
     let smtpd = Smtpd::start("tls", Some(&pki));
     let g = gateway(&smtpd.section(&format!(
         "tls = \"tls\"\nca_file = {}\nusername = \"tollgate\"\npassword = \"s3cret pw\"\n",
@@ -820,7 +730,7 @@ async fn http_presets_speak_their_providers_shape() {
 
 #[tokio::test]
 async fn https_checks_the_certificate_against_ca_file() {
-    let pki = pki();
+    let pki = Pki::new("gateway");
     let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(&pki.cert)
         .unwrap()
         .map(Result::unwrap)

@@ -13,6 +13,9 @@
 //! `InvalidProviderToken`, 400 `invalid_grant`, 401) and is recorded; every test ends by
 //! asserting that no check failed.
 
+mod support;
+use support::{openssl, Pki};
+
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -104,89 +107,7 @@ fn toml_path(p: &Path) -> String {
 // ---------------------------------------------------------------------------------------
 // Keys and certificates, made by openssl.
 
-fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("openssl: {e} (install the Debian package openssl)"));
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-struct Pki {
-    dir: tempfile::TempDir,
-    ca: PathBuf,
-    /// A CA that signed nothing.
-    other_ca: PathBuf,
-}
-
 impl Pki {
-    /// A CA and a certificate for 127.0.0.1 signed by it.
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
-        for name in ["ca", "other"] {
-            let mut args = vec!["req", "-x509"];
-            args.extend(ec);
-            let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
-            let subject = format!("/CN=Tollgate push test {name}");
-            args.extend([
-                "-keyout", &key, "-out", &pem, "-days", "30", "-subj", &subject,
-            ]);
-            args.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
-            args.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
-            openssl(d, &args);
-        }
-        let mut args = vec!["req"];
-        args.extend(ec);
-        args.extend(["-keyout", "server.key", "-out", "server.csr"]);
-        args.extend(["-subj", "/CN=127.0.0.1"]);
-        openssl(d, &args);
-        std::fs::write(
-            d.join("server.ext"),
-            "subjectAltName = IP:127.0.0.1\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\n",
-        )
-        .unwrap();
-        openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-set_serial",
-                "2",
-                "-days",
-                "30",
-                "-extfile",
-                "server.ext",
-                "-out",
-                "server.pem",
-            ],
-        );
-        Pki {
-            ca: d.join("ca.pem"),
-            other_ca: d.join("other.pem"),
-            dir,
-        }
-    }
-
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -568,7 +489,7 @@ fn bearer(s: &Seen) -> String {
 
 #[tokio::test]
 async fn apns_sends_signed_notifications_and_sorts_the_answers() {
-    let pki = Pki::new();
+    let pki = Pki::new("push");
     let (key, public) = pki.apns_key("apns");
     let apns = Apns::new(
         public,
@@ -655,7 +576,7 @@ async fn apns_sends_signed_notifications_and_sorts_the_answers() {
 
 #[tokio::test]
 async fn apns_replaces_an_expired_provider_token_once() {
-    let pki = Pki::new();
+    let pki = Pki::new("push");
     let (key, public) = pki.apns_key("apns");
     let apns = Apns::new(public, &[(200, ""), (403, "ExpiredProviderToken")]);
     let server = apns_server(&pki, &apns).await;
@@ -717,7 +638,7 @@ async fn apns_replaces_an_expired_provider_token_once() {
 
 #[tokio::test]
 async fn apns_refuses_a_token_signed_with_another_key() {
-    let pki = Pki::new();
+    let pki = Pki::new("push");
     let (_, public) = pki.apns_key("registered");
     let (other_key, _) = pki.apns_key("other");
     let apns = Apns::new(public, &[]);
@@ -735,7 +656,7 @@ async fn apns_refuses_a_token_signed_with_another_key() {
 
 #[tokio::test]
 async fn apns_keeps_one_connection_and_replaces_a_broken_one() {
-    let pki = Pki::new();
+    let pki = Pki::new("push");
     let (key, public) = pki.apns_key("apns");
     let apns = Apns::new(public, &[]);
     let server = apns_server(&pki, &apns).await;
@@ -770,7 +691,7 @@ async fn apns_keeps_one_connection_and_replaces_a_broken_one() {
 
 #[tokio::test]
 async fn apns_timeouts_are_transient_and_drop_the_connection() {
-    let pki = Pki::new();
+    let pki = Pki::new("push");
     let (key, public) = pki.apns_key("apns");
     let apns = Apns::new(public, &[]);
     let slow = Arc::new(AtomicUsize::new(1));
@@ -809,7 +730,7 @@ async fn apns_timeouts_are_transient_and_drop_the_connection() {
 
 #[tokio::test]
 async fn apns_checks_the_server_and_the_message_before_sending() {
-    let pki = Pki::new();
+    let pki = Pki::new("push");
     let (key, public) = pki.apns_key("apns");
     let apns = Apns::new(public, &[]);
     let server = apns_server(&pki, &apns).await;
@@ -866,7 +787,7 @@ async fn apns_checks_the_server_and_the_message_before_sending() {
 
 #[tokio::test]
 async fn apns_setup_errors_name_the_key_file() {
-    let pki = Pki::new();
+    let pki = Pki::new("push");
     let server_url = "https://127.0.0.1:9";
     let section = |key: &Path| {
         format!(
@@ -1085,7 +1006,7 @@ struct Fcm {
 /// the public half of the service account's key; with `signing_key_differs`, the file
 /// holds another key.
 async fn fcm(script: &[(u16, &'static str)], expires_in: u64, signing_key_differs: bool) -> Fcm {
-    let pki = Pki::new();
+    let pki = Pki::new("push");
     let (private_pem, public_pem) = pki.rsa_key("sa");
     let private_pem = if signing_key_differs {
         pki.rsa_key("other").0
