@@ -166,17 +166,7 @@ async fn challenges_inner<B: PushBackend>(
     api: &Api<B>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let (parts, body) = signed_parts(request);
-    let body = read_body(&parts.headers, body).await?;
-    let device = authenticate(
-        &*api.backend,
-        &api.nonces,
-        parts.method.as_str(),
-        &parts.path,
-        &parts.headers,
-        &body,
-        unix_now(),
-    )?;
+    let (device, _) = read_signed(api, request).await?;
     let challenges = api.backend.pending(device.user_id);
     Ok((StatusCode::OK, Json(ChallengesResponse { challenges })).into_response())
 }
@@ -194,17 +184,7 @@ async fn decide_inner<B: PushBackend>(
     id: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let (parts, body) = signed_parts(request);
-    let body = read_body(&parts.headers, body).await?;
-    let device = authenticate(
-        &*api.backend,
-        &api.nonces,
-        parts.method.as_str(),
-        &parts.path,
-        &parts.headers,
-        &body,
-        unix_now(),
-    )?;
+    let (device, body) = read_signed(api, request).await?;
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, DecideError::NotFound.to_string());
     let id = match id {
         Ok(Path(id)) if plausible_challenge_id(&id) => id,
@@ -246,6 +226,26 @@ struct SignedParts {
     /// query: the device signs this.
     path: String,
     headers: HeaderMap,
+}
+
+/// Reads a signed request's body and checks its signature: the device it comes from, and
+/// the body it signed.
+async fn read_signed<B: PushBackend>(
+    api: &Api<B>,
+    request: Request,
+) -> Result<(auth::Authenticated, Bytes), ApiError> {
+    let (parts, body) = signed_parts(request);
+    let body = read_body(&parts.headers, body).await?;
+    let device = authenticate(
+        &*api.backend,
+        &api.nonces,
+        parts.method.as_str(),
+        &parts.path,
+        &parts.headers,
+        &body,
+        unix_now(),
+    )?;
+    Ok((device, body))
 }
 
 fn signed_parts(request: Request) -> (SignedParts, Body) {
