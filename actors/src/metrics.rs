@@ -51,6 +51,8 @@ pub const DELIVERY_SENT_TOTAL: &str = "tollgate_delivery_sent_total";
 pub const DELIVERY_RETRIED_TOTAL: &str = "tollgate_delivery_retried_total";
 /// Messages that became dead letters, by `channel`.
 pub const DELIVERY_FAILED_TOTAL: &str = "tollgate_delivery_failed_total";
+/// Push tokens forgotten because the push service said they are unregistered.
+pub const PUSH_TOKENS_FORGOTTEN_TOTAL: &str = "tollgate_push_tokens_forgotten_total";
 /// Time one gateway took to take or refuse a message, by `channel`.
 pub const DELIVERY_DURATION_SECONDS: &str = "tollgate_delivery_duration_seconds";
 /// Codes not sent because their destination asked for too many, by `channel`.

@@ -125,7 +125,11 @@ async fn start_mobile_api(
         Arc::clone(shared),
         Arc::clone(&shared.delivery.outbox),
     ));
-    let router = tollgate_portals::router(backend);
+    let limits = tollgate_portals::PushApiLimits {
+        enrol_per_minute: config.mobile_api.enrol_per_minute,
+        ..tollgate_portals::PushApiLimits::default()
+    };
+    let router = tollgate_portals::router_with_limits(backend, limits);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tracing::info!(address = %addr, tls = tls.is_some(), "mobile API listening");
     let task = tokio::spawn(tollgate_portals::serve(listener, router, tls, async move {

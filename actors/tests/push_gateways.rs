@@ -508,10 +508,12 @@ async fn apns_sends_signed_notifications_and_sorts_the_answers() {
     g.send(&message(41, Channel::Apns, DEVICE, expires))
         .await
         .unwrap();
-    let text = expect_failure(
-        g.send(&message(42, Channel::Apns, DEVICE, expires)).await,
-        false,
+    let gone = g.send(&message(42, Channel::Apns, DEVICE, expires)).await;
+    assert!(
+        matches!(gone, Err(SendError::Unregistered(_))),
+        "410 says the token is gone: {gone:?}"
     );
+    let text = expect_failure(gone, false);
     assert!(
         text.contains("410") && text.contains("Unregistered"),
         "{text}"
@@ -1198,7 +1200,12 @@ async fn fcm_sorts_the_answers() {
         let m = message(id, Channel::Fcm, "tok", now() + 60);
         async move { g.send(&m).await }
     };
-    let text = expect_failure(send(1).await, false);
+    let gone = send(1).await;
+    assert!(
+        matches!(gone, Err(SendError::Unregistered(_))),
+        "404 UNREGISTERED says the token is gone: {gone:?}"
+    );
+    let text = expect_failure(gone, false);
     assert!(
         text.contains("404") && text.contains("UNREGISTERED"),
         "{text}"
@@ -1207,7 +1214,9 @@ async fn fcm_sorts_the_answers() {
         !text.contains("abc"),
         "Google's message text stays out: {text}"
     );
-    let text = expect_failure(send(2).await, false);
+    let bad = send(2).await;
+    assert!(matches!(bad, Err(SendError::Permanent(_))), "{bad:?}");
+    let text = expect_failure(bad, false);
     assert!(text.contains("INVALID_ARGUMENT"), "{text}");
     let text = expect_failure(send(3).await, false);
     assert!(text.contains("SENDER_ID_MISMATCH"), "{text}");
@@ -1306,4 +1315,94 @@ async fn fcm_project_override_and_setup_errors() {
     assert!(e.contains("project_id"), "{e}");
     let e = setup_error(&write("notjson.json", &json!("just a string")));
     assert!(e.contains("not a service-account key file"), "{e}");
+}
+
+/// A token FCM no longer knows is forgotten by the dispatcher: the device keeps its key but
+/// loses the token, the messages waiting for it go, and nothing becomes a dead letter.
+#[tokio::test]
+async fn an_unregistered_token_is_forgotten_by_the_dispatcher() {
+    use tollgate_actors::delivery::dispatcher::{DispatcherArgs, GatewayDispatcher, RetryPolicy};
+    use tollgate_actors::delivery::outbox::Outbox;
+    use tollgate_actors::store::{DeviceRecord, NewMessage, Platform, Store};
+
+    let f = fcm(&[(404, "UNREGISTERED"), (200, "")], 3599, false).await;
+    let data = tempfile::tempdir().unwrap();
+    let user = {
+        let mut store = Store::open(data.path()).unwrap();
+        let user = store.add_user("grace", None).unwrap();
+        for (n, token) in [(1, "tok-gone"), (2, "tok-live")] {
+            let code = format!("ENROL{n}");
+            store.add_enrolment_code("grace", &code, 60).unwrap();
+            let device = DeviceRecord {
+                id: format!("dev{n}"),
+                user_id: 0,
+                name: format!("phone {n}"),
+                platform: Platform::Fcm,
+                push_token: Some(token.to_owned()),
+                key_alg: "ed25519".to_owned(),
+                public_key: vec![n; 32],
+                created_at: 0,
+            };
+            store.enrol_device(&code, device).unwrap().unwrap();
+        }
+        let body = |to: &str| NewMessage {
+            channel: Channel::Fcm,
+            to: to.to_owned(),
+            subject: "Login request".to_owned(),
+            body: payload(now() + 60).to_body(),
+            user_id: None,
+            purpose: "push",
+        };
+        store.enqueue(&[body("tok-gone")]).unwrap();
+        user
+    };
+    let outbox = Outbox::open(data.path()).unwrap();
+    let routes =
+        std::collections::HashMap::from([(Channel::Fcm, vec![Arc::new(gateway(&f.section))])]);
+    let (dispatcher, handle) = ractor::Actor::spawn(
+        None,
+        GatewayDispatcher,
+        DispatcherArgs {
+            outbox: Arc::clone(&outbox),
+            routes,
+            workers: 1,
+            retry: RetryPolicy {
+                max_attempts: 3,
+                base: Duration::from_millis(100),
+                max: Duration::from_millis(100),
+            },
+        },
+    )
+    .await
+    .unwrap();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let devices = loop {
+        let devices = outbox.run(move |s| s.devices(Some(user.id))).await.unwrap();
+        let gone = devices.iter().find(|d| d.id == "dev1").unwrap();
+        if gone.push_token.is_none() || tokio::time::Instant::now() > deadline {
+            break devices;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let token_of = |id: &str| {
+        devices
+            .iter()
+            .find(|d| d.id == id)
+            .unwrap()
+            .push_token
+            .clone()
+    };
+    assert_eq!(
+        token_of("dev1"),
+        None,
+        "the unregistered token is forgotten"
+    );
+    assert_eq!(token_of("dev2").as_deref(), Some("tok-live"));
+    let (live, dead) = outbox.run(|s| s.outbox_counts()).await.unwrap();
+    assert_eq!((live, dead), (0, 0), "no message left, no dead letter");
+    assert_eq!(f.server.seen().len(), 2, "one token request and one send");
+    dispatcher.stop(None);
+    handle.await.unwrap();
+    f.google.problems.assert_none();
 }

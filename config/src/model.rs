@@ -432,6 +432,9 @@ pub struct MobileApiConfig {
     pub public_url: String,
     /// Seconds an enrolment code stays usable.
     pub enrol_ttl_secs: u64,
+    /// Enrolment attempts one client address (an IPv6 /64) may make per minute; 0 lifts
+    /// the limit (behind a proxy, where every client has the proxy's address).
+    pub enrol_per_minute: u32,
 }
 
 impl Default for MobileApiConfig {
@@ -443,6 +446,7 @@ impl Default for MobileApiConfig {
             allow_plain: false,
             public_url: "https://tollgate.example.com:8443".to_owned(),
             enrol_ttl_secs: 600,
+            enrol_per_minute: 20,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! bounds its connections.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +22,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt as _;
 
 use crate::metrics::PORTAL_CONNECTIONS_DROPPED_TOTAL;
+
+/// The address a request's connection came from, in every request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
 
 /// Limits and timeouts of [`serve_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +148,6 @@ pub async fn serve_with(
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .max_concurrent_streams(Some(64));
-    let service = TowerToHyperService::new(router);
     tokio::pin!(shutdown);
 
     loop {
@@ -172,7 +177,13 @@ pub async fn serve_with(
         let phase = phase_rx.clone();
         let acceptor = acceptor.clone();
         let builder = builder.clone();
-        let service = service.clone();
+        // Each request learns the address it came from (rate limits are kept per address).
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(PeerAddr(peer));
+                request
+            },
+        ));
         let handshake_timeout = options.tls_handshake_timeout;
         tokio::spawn(async move {
             let _slot = slot;
@@ -226,13 +237,21 @@ async fn handshake(
 
 /// Serves one connection until the client closes it, the server drains (the request in
 /// flight finishes, then the connection closes) or the server stops (closed at once).
-async fn serve_connection<IO>(
+async fn serve_connection<IO, S>(
     builder: &auto::Builder<TokioExecutor>,
     io: IO,
-    service: TowerToHyperService<Router>,
+    service: TowerToHyperService<S>,
     mut phase: watch::Receiver<u8>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
 {
     let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);

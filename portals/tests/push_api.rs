@@ -715,6 +715,7 @@ async fn a_full_nonce_cache_refuses_instead_of_forgetting() {
     let limits = PushApiLimits {
         max_nonces: 3,
         max_nonces_per_device: 2,
+        ..PushApiLimits::default()
     };
     let server = TestServer::start_with(backend.clone(), limits, None).await;
     let client = server.client();
@@ -762,4 +763,63 @@ async fn a_full_nonce_cache_refuses_instead_of_forgetting() {
         .calls()
         .iter()
         .all(|c| !matches!(c, Call::Decide { .. })));
+}
+
+#[tokio::test]
+async fn enrolment_attempts_are_limited_per_address() {
+    let backend = FakeBackend::new();
+    backend.add_code("GOOD-CODE", USER);
+    let limits = PushApiLimits {
+        enrol_per_minute: 3,
+        ..PushApiLimits::default()
+    };
+    let server = TestServer::start_with(backend.clone(), limits, None).await;
+    let client = server.client();
+    let key = TestKey::ed25519();
+    // Guesses use up the address's attempts (each is answered for what it is)...
+    for guess in ["GUESS-1", "GUESS-2"] {
+        let answer = client
+            .post_json("/v1/devices", &[], &enrol_body(guess, &key))
+            .await;
+        assert_eq!(answer.status, StatusCode::GONE, "{}", answer.json);
+    }
+    let answer = client
+        .post_json("/v1/devices", &[], &enrol_body("GUESS-3", &key))
+        .await;
+    assert_eq!(answer.status, StatusCode::GONE);
+    // ... and then even the right code is refused before anything is checked or consumed,
+    // with a time to come back.
+    let answer = client
+        .post_json("/v1/devices", &[], &enrol_body("GOOD-CODE", &key))
+        .await;
+    assert_eq!(
+        answer.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        answer.json
+    );
+    assert!(answer.error().contains("too many enrolment attempts"));
+    let retry: u32 = answer.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert!(backend.code_is_unused("GOOD-CODE"));
+    // Signed requests of enrolled devices are not affected.
+    let device_key = TestKey::ed25519();
+    backend.add_device("dev-1", USER, &device_key);
+    let headers = signed_headers(
+        "dev-1",
+        &device_key,
+        "GET",
+        "/v1/challenges",
+        now(),
+        &nonce(),
+        b"",
+    );
+    assert_eq!(
+        client.get("/v1/challenges", &headers).await.status,
+        StatusCode::OK
+    );
 }

@@ -107,6 +107,7 @@ impl Actor for GatewayDispatcher {
             metrics::counter!(m::DELIVERY_FAILED_TOTAL, "channel" => channel).increment(0);
             metrics::counter!(m::DELIVERY_THROTTLED_TOTAL, "channel" => channel).increment(0);
         }
+        metrics::counter!(m::PUSH_TOKENS_FORGOTTEN_TOTAL).increment(0);
         gauges(&args.outbox);
         myself.send_interval(Duration::from_secs(1), || DispatcherMsg::Tick);
         // Whatever a previous run left in the outbox goes out now.
@@ -242,6 +243,11 @@ async fn attempt(args: &DispatcherArgs, record: OutboxRecord) {
                 permanent = true;
                 break;
             }
+            Err(SendError::Unregistered(why)) => {
+                tracing::warn!(id = message.id, gateway = gateway.name(), reason = %why, "push token unregistered");
+                forget_destination(args, message.id, message.to).await;
+                return;
+            }
         }
     }
     let attempts = record.attempts.saturating_add(1);
@@ -262,6 +268,22 @@ async fn attempt(args: &DispatcherArgs, record: OutboxRecord) {
             .outbox
             .run(move |s| s.retry_later(id, attempts, at, &last))
             .await;
+    }
+}
+
+/// A push token the service no longer knows: the devices holding it lose it (their keys
+/// stay, so their users can still approve by polling), the messages waiting for it are
+/// dropped (none could ever be delivered; this is no failure for an admin to act on), and
+/// the store's change log tells every server sharing the store.
+async fn forget_destination(args: &DispatcherArgs, id: i64, token: String) {
+    metrics::counter!(m::PUSH_TOKENS_FORGOTTEN_TOTAL).increment(1);
+    match args.outbox.run(move |s| s.forget_push_token(&token)).await {
+        Ok(devices) => {
+            tracing::warn!(target: "tollgate::audit", id, devices, "push token unregistered by the push service; forgotten");
+        }
+        Err(e) => {
+            tracing::error!(id, error = %e, "an unregistered push token could not be forgotten")
+        }
     }
 }
 

@@ -57,6 +57,14 @@ pub enum DirOutcome {
         /// The destination: set by an admin, or read from the directory.
         to: Option<String>,
     },
+    /// The password is right; ask the phones enrolled for the user's embedded entry and
+    /// wait for one to answer.
+    Push {
+        /// The name as typed.
+        name: String,
+        /// The user's embedded entry, which holds the devices.
+        user_id: i64,
+    },
 }
 
 /// The user's tokens, wherever they are kept.
@@ -203,6 +211,25 @@ pub async fn run(shared: &Shared, login: DirLogin, now: u64) -> DirOutcome {
         Some(Method::Realtime(channel)) if !password_only => Some(channel),
         _ => None,
     };
+    // Likewise a user whose embedded entry asks for push approval: the phones enrolled
+    // for that entry are asked once the directory accepts the password.
+    let push = match found.shadow.as_ref() {
+        Some(s) if s.delivery.method == Method::Push && !password_only => Some(s.id),
+        _ => None,
+    };
+    if let Some(user_id) = push {
+        if mode == LoginMode::PasscodeOnly {
+            return refuse(&found, RejectReason::NoToken);
+        }
+        return match password(&domain, &found, &field).await {
+            Err(d) => DirOutcome::Done(with_name(d, &given)),
+            Ok(Some(reason)) => refuse(&found, reason),
+            Ok(None) => DirOutcome::Push {
+                name: given,
+                user_id,
+            },
+        };
+    }
     if let Some(channel) = realtime {
         if mode == LoginMode::PasscodeOnly {
             return refuse(&found, RejectReason::NoToken);

@@ -281,9 +281,16 @@ impl ClientActorState {
                 let shared = Arc::clone(&self.shared);
                 let me = myself.clone();
                 tokio::spawn(async move {
-                    let _admitted = permit;
+                    let admitted = permit;
                     let decision = match crate::ldap::login::run(&shared, *login, now).await {
                         DirOutcome::Done(d) => d,
+                        DirOutcome::Push { name, user_id } => {
+                            // The directory's part is done: the held login waits under the
+                            // session gate, not the domain's.
+                            drop(admitted);
+                            let progress = Progress::Push { user_id, name };
+                            return push_or_settle(shared, me, job, progress).await;
+                        }
                         DirOutcome::SendCode {
                             name,
                             user_id,

@@ -200,4 +200,29 @@ impl Store {
         tx.commit()?;
         Ok(())
     }
+
+    /// Forgets a push token that the push service says no longer reaches an app (the app
+    /// was removed, or its token renewed): the devices holding it keep their keys, so
+    /// their users can still approve by polling, but no notification is sent to it again.
+    /// The messages still waiting for that token (push messages only) are removed with it.
+    /// Returns how many devices held it.
+    pub fn forget_push_token(&mut self, token: &str) -> Result<usize, StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "DELETE FROM outbox WHERE destination = ?1 AND channel IN ('fcm', 'apns')",
+            params![token],
+        )?;
+        let users: Vec<i64> = {
+            let mut stmt = tx.prepare(
+                "UPDATE devices SET push_token = NULL WHERE push_token = ?1 RETURNING user_id",
+            )?;
+            let rows = stmt.query_map(params![token], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for user in &users {
+            Store::log_change(&tx, Change::User(*user))?;
+        }
+        tx.commit()?;
+        Ok(users.len())
+    }
 }

@@ -209,3 +209,90 @@ fn bad_values_are_refused_with_a_clear_error() {
         Err(StoreError::NoSuchClient(_))
     ));
 }
+
+#[test]
+fn an_unregistered_push_token_is_forgotten_with_its_waiting_messages() {
+    use crate::delivery::Channel;
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let u = store.add_user("frank", None).unwrap();
+    let mut devices = Vec::new();
+    for (n, token) in [(1, Some("tok-gone")), (2, Some("tok-live")), (3, None)] {
+        store
+            .add_enrolment_code("frank", &format!("CODE{n}"), 60)
+            .unwrap();
+        let d = DeviceRecord {
+            id: format!("dev{n}"),
+            user_id: 0,
+            name: format!("phone {n}"),
+            platform: Platform::Fcm,
+            push_token: token.map(str::to_owned),
+            key_alg: "ed25519".to_owned(),
+            public_key: vec![n; 32],
+            created_at: 0,
+        };
+        devices.push(store.enrol_device(&format!("CODE{n}"), d).unwrap().unwrap());
+    }
+    let message = |channel, to: &str| NewMessage {
+        channel,
+        to: to.to_owned(),
+        subject: "Login request".to_owned(),
+        body: Zeroizing::new("{}".to_owned()),
+        user_id: None,
+        purpose: "push",
+    };
+    store
+        .enqueue(&[
+            message(Channel::Fcm, "tok-gone"),
+            message(Channel::Fcm, "tok-gone"),
+            message(Channel::Fcm, "tok-live"),
+            // A text message to the same string is no push message and stays.
+            message(Channel::Sms, "tok-gone"),
+        ])
+        .unwrap();
+    let start = store.last_change().unwrap();
+
+    assert_eq!(store.forget_push_token("tok-gone").unwrap(), 1);
+
+    let after = store.devices(Some(u.id)).unwrap();
+    assert_eq!(
+        after.len(),
+        3,
+        "the device itself stays (its key still signs)"
+    );
+    let token_of = |id: &str| {
+        after
+            .iter()
+            .find(|d| d.id == id)
+            .unwrap()
+            .push_token
+            .clone()
+    };
+    assert_eq!(token_of("dev1"), None);
+    assert_eq!(token_of("dev2").as_deref(), Some("tok-live"));
+    let left: Vec<(Channel, String)> = store
+        .outbox(false, 10)
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.channel, m.to))
+        .collect();
+    assert_eq!(
+        left,
+        vec![
+            (Channel::Fcm, "tok-live".to_owned()),
+            (Channel::Sms, "tok-gone".to_owned())
+        ]
+    );
+    let changes: Vec<_> = store
+        .changes_since(start)
+        .unwrap()
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect();
+    assert_eq!(
+        changes,
+        vec![Change::User(u.id)],
+        "the servers reload the user"
+    );
+    assert_eq!(store.forget_push_token("tok-gone").unwrap(), 0);
+}

@@ -10,6 +10,7 @@ mod auth;
 mod backend;
 mod error;
 mod nonce;
+mod throttle;
 mod wire;
 
 use std::sync::{Arc, Mutex};
@@ -34,11 +35,13 @@ pub use backend::{
 use self::auth::authenticate;
 use self::error::ApiError;
 use self::nonce::NonceCache;
+use self::throttle::{EnrolThrottle, Throttled};
 use self::wire::{
     parse_json, plausible_challenge_id, ChallengesResponse, DecideRequest, DecideResponse,
     Decision, EnrolRequest, EnrolResponse,
 };
 use crate::metrics::PUSH_API_REQUESTS_TOTAL;
+use crate::serve::PeerAddr;
 
 /// Largest request body accepted; larger ones are answered 413.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -55,6 +58,12 @@ pub struct PushApiLimits {
     /// Nonces remembered at once for one device; when reached, that device's requests are
     /// answered 429.
     pub max_nonces_per_device: usize,
+    /// Enrolment attempts one address (an IPv6 /64) may make per minute, answered 429
+    /// beyond; 0 lifts the limit. Behind a proxy every client shares the proxy's address.
+    pub enrol_per_minute: u32,
+    /// Addresses whose enrolment attempts are counted at once; when that many tried this
+    /// minute, new addresses are answered 429 until it turns.
+    pub enrol_addresses: usize,
 }
 
 impl Default for PushApiLimits {
@@ -62,11 +71,14 @@ impl Default for PushApiLimits {
     /// the structures, not a measurement), so a full cache is some 40 MB. A nonce is held
     /// for 300 seconds (up to 600 when the device's clock runs ahead), so an app polling
     /// every second holds 300 to 600 of its 1,000; it takes 200 devices at their cap to fill
-    /// the cache.
+    /// the cache. Enrolment: 20 attempts per address and minute, 100,000 addresses (some
+    /// 5 MB at most).
     fn default() -> PushApiLimits {
         PushApiLimits {
             max_nonces: 200_000,
             max_nonces_per_device: 1_000,
+            enrol_per_minute: 20,
+            enrol_addresses: 100_000,
         }
     }
 }
@@ -75,6 +87,7 @@ impl Default for PushApiLimits {
 struct Api<B> {
     backend: Arc<B>,
     nonces: Mutex<NonceCache>,
+    enrol_throttle: Mutex<EnrolThrottle>,
 }
 
 /// The push API's router with the default limits.
@@ -89,6 +102,10 @@ pub fn router_with_limits<B: PushBackend>(backend: Arc<B>, limits: PushApiLimits
         nonces: Mutex::new(NonceCache::new(
             limits.max_nonces,
             limits.max_nonces_per_device,
+        )),
+        enrol_throttle: Mutex::new(EnrolThrottle::new(
+            limits.enrol_per_minute,
+            limits.enrol_addresses,
         )),
     });
     Router::new()
@@ -133,6 +150,32 @@ async fn enrol<B: PushBackend>(State(api): State<Arc<Api<B>>>, request: Request)
 }
 
 async fn enrol_inner<B: PushBackend>(api: &Api<B>, request: Request) -> Result<Response, ApiError> {
+    // Requests that do not come through `serve` (a router driven directly) carry no
+    // address and are not counted.
+    if let Some(PeerAddr(peer)) = request.extensions().get::<PeerAddr>().copied() {
+        let admitted = api
+            .enrol_throttle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .admit(peer.ip(), unix_now());
+        match admitted {
+            Ok(()) => {}
+            Err(Throttled::Address { retry_after }) => {
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many enrolment attempts from this address; try again in a minute",
+                )
+                .with_retry_after(retry_after))
+            }
+            Err(Throttled::Full { retry_after }) => {
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many enrolment attempts at the moment; try again in a minute",
+                )
+                .with_retry_after(retry_after))
+            }
+        }
+    }
     let (parts, body) = request.into_parts();
     let body = read_body(&parts.headers, body).await?;
     let enrolment = parse_json::<EnrolRequest>(&body)?.check()?;

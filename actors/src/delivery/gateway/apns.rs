@@ -17,7 +17,9 @@
 //! How the answer is read: 200 is sent; 429 (`TooManyRequests`,
 //! `TooManyProviderTokenUpdates`), 500 and 503 are temporary; 400 (`BadDeviceToken`,
 //! `BadTopic`, ...), 403 (`InvalidProviderToken`, ...), 410 (`Unregistered`: the app is
-//! gone from the phone) and the rest are permanent. Error texts carry the status and
+//! gone from the phone) and the rest are permanent; 410 is [`SendError::Unregistered`], so
+//! the token is forgotten (`BadDeviceToken` is not: a gateway pointed at the wrong
+//! environment gets it for every token, and must not wipe them all). Error texts carry the status and
 //! Apple's `reason`, never the notification.
 
 use std::sync::Mutex;
@@ -164,10 +166,8 @@ impl ApnsGateway {
             let (auth, _) = self.provider_token(Some(generation));
             answer = self.post(&path, &auth, &fixed, body, deadline).await?;
         }
-        judge(answer.status, &reason(&answer.body)).map_err(|e| match e {
-            SendError::Transient(m) => SendError::Transient(format!("{}: {m}", self.apns.peer())),
-            SendError::Permanent(m) => SendError::Permanent(format!("{}: {m}", self.apns.peer())),
-        })
+        judge(answer.status, &reason(&answer.body))
+            .map_err(|e| e.map_text(|m| format!("{}: {m}", self.apns.peer())))
     }
 
     async fn post(
@@ -261,6 +261,8 @@ fn judge(status: StatusCode, reason: &str) -> Result<(), SendError> {
     let code = status.as_u16();
     if code == 408 || code == 429 || status.is_server_error() {
         Err(SendError::Transient(text))
+    } else if status == StatusCode::GONE {
+        Err(SendError::Unregistered(text))
     } else {
         Err(SendError::Permanent(text))
     }
@@ -318,11 +320,14 @@ mod tests {
             (403, "InvalidProviderToken"),
             (403, "ExpiredProviderToken"),
             (404, "BadPath"),
-            (410, "Unregistered"),
             (413, "PayloadTooLarge"),
         ] {
-            assert!(!s(code, r).unwrap_err().is_transient(), "{code}");
+            assert!(matches!(s(code, r), Err(SendError::Permanent(_))), "{code}");
         }
+        assert!(matches!(
+            s(410, "Unregistered"),
+            Err(SendError::Unregistered(_))
+        ));
         assert_eq!(
             reason(br#"{"reason":"Unregistered","timestamp":1}"#),
             "Unregistered"

@@ -15,7 +15,8 @@
 //! How the answer is read: 2xx is sent; 408, 429 and 5xx are temporary (FCM's
 //! `UNAVAILABLE`, `INTERNAL`, `QUOTA_EXCEEDED`); 400, 403, 404 and the rest are permanent
 //! (`INVALID_ARGUMENT`, `SENDER_ID_MISMATCH`, `UNREGISTERED`: the token is not, or no
-//! longer, an installation of the app). Error texts carry the status and Google's error
+//! longer, an installation of the app). A 404 `UNREGISTERED` is
+//! [`SendError::Unregistered`], so the token is forgotten. Error texts carry the status and Google's error
 //! codes, never the notification.
 //!
 //! Both the token endpoint and FCM are spoken to over HTTP/2, one kept connection each
@@ -208,14 +209,13 @@ impl FcmGateway {
             answer
         };
         judge(answer.status).map_err(|e| {
-            let text = format!(
-                "{} answered {}{}",
-                self.fcm.peer(),
-                answer.status,
-                google_error(&answer.body)
-            );
+            let codes = google_error(&answer.body);
+            let text = format!("{} answered {}{codes}", self.fcm.peer(), answer.status);
             match e {
                 Judged::Transient => SendError::Transient(text),
+                Judged::Permanent if unregistered(answer.status, &answer.body) => {
+                    SendError::Unregistered(text)
+                }
                 Judged::Permanent => SendError::Permanent(text),
             }
         })
@@ -427,6 +427,23 @@ fn google_error(body: &[u8]) -> String {
     }
 }
 
+/// Whether FCM says the token is no installation of the app any more: 404 with the
+/// error code `UNREGISTERED` (and nothing else: a 400 `INVALID_ARGUMENT` may be the
+/// message's fault, not the token's).
+fn unregistered(status: StatusCode, body: &[u8]) -> bool {
+    if status != StatusCode::NOT_FOUND {
+        return false;
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false;
+    };
+    v["error"]["details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|d| d["errorCode"].as_str() == Some("UNREGISTERED"))
+}
+
 /// ` (error: description)` from an OAuth error body (RFC 6749 §5.2), or nothing. The
 /// description is Google's own sentence about the assertion, which holds no message.
 fn oauth_error(body: &[u8]) -> String {
@@ -487,6 +504,12 @@ mod tests {
     fn error_bodies_give_their_codes_only() {
         let body = br#"{"error":{"code":404,"message":"Requested entity was not found: token abc","status":"NOT_FOUND","details":[{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"UNREGISTERED"}]}}"#;
         assert_eq!(google_error(body), " (NOT_FOUND, UNREGISTERED)");
+        assert!(unregistered(StatusCode::NOT_FOUND, body));
+        assert!(!unregistered(StatusCode::BAD_REQUEST, body));
+        assert!(!unregistered(
+            StatusCode::NOT_FOUND,
+            br#"{"error":{"status":"NOT_FOUND"}}"#
+        ));
         assert_eq!(google_error(b"<html>busy</html>"), "");
         assert_eq!(
             google_error(br#"{"error":{"status":"a b\r\nc"}}"#),

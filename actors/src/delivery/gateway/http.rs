@@ -274,10 +274,8 @@ impl HttpGateway {
                 }
                 _ => None,
             };
-            judge(status, &self.success_status, confirmed).map_err(|e| match e {
-                SendError::Transient(m) => SendError::Transient(format!("{peer}: {m}")),
-                SendError::Permanent(m) => SendError::Permanent(format!("{peer}: {m}")),
-            })
+            judge(status, &self.success_status, confirmed)
+                .map_err(|e| e.map_text(|m| format!("{peer}: {m}")))
         };
         tokio::pin!(conn);
         tokio::pin!(exchange);

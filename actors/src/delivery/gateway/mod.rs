@@ -53,12 +53,26 @@ pub enum SendError {
     /// does not confirm the message, SMTP 5xx, a destination that is not an address.
     #[error("refused: {0}")]
     Permanent(String),
+    /// The destination no longer exists: a push service says the device's token is
+    /// unregistered (the app was removed or its token renewed). Permanent, and the token
+    /// is forgotten so that no later notification goes to it.
+    #[error("unregistered destination: {0}")]
+    Unregistered(String),
 }
 
 impl SendError {
     /// Whether trying again may help.
     pub fn is_transient(&self) -> bool {
         matches!(self, SendError::Transient(_))
+    }
+
+    /// The same error with its text rewritten by `f` (to name the peer, or to redact).
+    pub fn map_text(self, f: impl FnOnce(String) -> String) -> SendError {
+        match self {
+            SendError::Transient(t) => SendError::Transient(f(t)),
+            SendError::Permanent(t) => SendError::Permanent(f(t)),
+            SendError::Unregistered(t) => SendError::Unregistered(f(t)),
+        }
     }
 }
 
@@ -217,10 +231,7 @@ fn scrub(e: SendError, body: &str) -> SendError {
         }
         text
     };
-    match e {
-        SendError::Transient(t) => SendError::Transient(clean(t)),
-        SendError::Permanent(t) => SendError::Permanent(clean(t)),
-    }
+    e.map_text(clean)
 }
 
 fn channel_of(c: GatewayChannel) -> Channel {
