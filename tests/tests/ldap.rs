@@ -718,3 +718,68 @@ fn a_directory_user_can_get_real_time_codes_at_the_number_the_directory_holds() 
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(tollgate_tests::peers::outbox_lines(&outbox).len(), 1);
 }
+
+#[test]
+fn a_directory_user_approves_on_the_phone_enrolled_for_their_entry() {
+    let ldap = Slapd::start();
+    let ca = ldap.ca_file.display().to_string();
+    let port = tollgate_tests::free_tcp_port();
+    let extra = format!(
+        "[mobile_api]\nlisten = \"127.0.0.1:{port}\"\nallow_plain = true\n[login]\npush_timeout_secs = 20\n"
+    );
+    let mut node = Node::new(&format!(
+        "{extra}{}",
+        openldap_section(&[&ldap.ldaps_url], &ca, "")
+    ));
+    node.add_client("nas1", "append", true);
+    // The password is the directory's; the entry here holds the push choice and the phone.
+    node.ok(&["user", "add", "alice@example.com"], None);
+    node.ok(
+        &["user", "set", "alice@example.com", "--delivery", "push"],
+        None,
+    );
+    let out = node.ok(&["device", "enrol", "alice@example.com", "--no-qr"], None);
+    let code = out
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(' ').next())
+        .expect("an enrolment code")
+        .to_owned();
+    let addr = node.start();
+    let api = format!("127.0.0.1:{port}").parse().unwrap();
+    let app = tollgate_tests::peers::PhoneApp::enrol(api, &code);
+    std::thread::sleep(Duration::from_millis(400));
+
+    // A wrong directory password asks no phone.
+    assert!(login(addr, "alice", "alice-wrong").is("Access-Reject"));
+    assert!(app.pending().is_empty());
+
+    let held = std::thread::spawn(move || login(addr, "alice", "alice-pass"));
+    let mut pending = Vec::new();
+    assert!(Node::eventually(Duration::from_secs(10), || {
+        pending = app.pending();
+        !pending.is_empty()
+    }));
+    assert_eq!(pending.len(), 1);
+    let id = pending[0]["id"].as_str().unwrap().to_owned();
+    let (status, body) = app.decide(&id, true, None);
+    assert_eq!(status, 200, "{body}");
+    let reply = held.join().unwrap();
+    assert!(
+        reply.is("Access-Accept"),
+        "{}\n{}",
+        reply.output,
+        node.log()
+    );
+
+    // A declined login is rejected.
+    let held = std::thread::spawn(move || login(addr, "alice", "alice-pass"));
+    assert!(Node::eventually(Duration::from_secs(10), || {
+        pending = app.pending();
+        !pending.is_empty()
+    }));
+    let id = pending[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.decide(&id, false, None).0, 200);
+    assert!(held.join().unwrap().is("Access-Reject"));
+    assert_eq!(last_reason(&node, "alice"), "reject/push_declined");
+}
