@@ -117,7 +117,11 @@ fn a_decline_rejects_and_is_reported() {
 fn an_unanswered_push_times_out_with_a_reject() {
     let Setup { node, app } = setup("append", 5);
     let started = Instant::now();
-    let reply = login_in_background(&node, 12).join().unwrap();
+    let held = login_in_background(&node, 12);
+    let pending = wait_pending(&app, 1);
+    assert_eq!(pending.len(), 1, "{}", node.log());
+    let id = pending[0]["id"].as_str().unwrap().to_owned();
+    let reply = held.join().unwrap();
     assert!(reply.is("Access-Reject"), "{}", reply.output);
     let took = started.elapsed();
     assert!(
@@ -125,6 +129,29 @@ fn an_unanswered_push_times_out_with_a_reject() {
         "{took:?}"
     );
     assert!(app.pending().is_empty());
+    // An approval that arrives after the challenge expired finds nothing and accepts
+    // nothing: the app is told so.
+    let (status, body) = app.decide(&id, true, None);
+    assert_eq!(status, 404, "{body}");
+    std::thread::sleep(Duration::from_millis(300));
+    let results: Vec<String> = std::fs::read_to_string(node.path().join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["user"] == "alice")
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r["result"].as_str().unwrap_or(""),
+                r["reason"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        results,
+        ["reject/push_timeout"],
+        "one login, timed out, never accepted"
+    );
 }
 
 #[test]
