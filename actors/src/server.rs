@@ -86,10 +86,12 @@ fn client_settings_from_config(config: &Config) -> Result<Vec<Arc<ClientSettings
         .clients
         .iter()
         .map(|c| {
+            let secret = c.resolve_secret()?;
             Ok(Arc::new(ClientSettings {
                 name: Arc::from(c.name.as_str()),
                 address: c.address,
-                secret: c.resolve_secret()?,
+                mac: tollgate_engine::radius::MacKey::new(secret.expose()),
+                secret,
                 mode: c.mode,
                 require_message_authenticator: c.require_message_authenticator,
                 rate_limit: if c.rate_limit == 0 {

@@ -204,6 +204,7 @@ pub fn all_clients(
         out.push(Arc::new(ClientSettings {
             name: Arc::from(c.name.as_str()),
             address: c.address,
+            mac: tollgate_engine::radius::MacKey::new(c.secret.expose()),
             secret: c.secret,
             mode: c.mode,
             require_message_authenticator: c.require_message_authenticator,

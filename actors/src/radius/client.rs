@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tollgate_engine::login::{LoginMode, RejectReason};
-use tollgate_engine::radius::{verify_request, Packet};
+use tollgate_engine::radius::{verify_request_with, Packet};
 
 use super::login::{self, Decision, Progress};
 use super::session::{Answer, SentCode};
@@ -348,9 +348,10 @@ impl ClientActorState {
         let bytes = std::mem::take(&mut job.bytes);
         let settings = &core.settings;
         let Some(verified) = Packet::decode(&bytes).ok().and_then(|p| {
-            verify_request(
+            verify_request_with(
                 p,
                 settings.secret.expose(),
+                &settings.mac,
                 settings.require_message_authenticator,
             )
             .ok()

@@ -10,7 +10,7 @@ use std::time::Instant;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use metrics::{Counter, Histogram};
 use tollgate_engine::login::{reply_code, Outcome};
-use tollgate_engine::radius::{attr, encode_reply, Verified};
+use tollgate_engine::radius::{attr, encode_reply_with, Verified};
 
 use super::login::Decision;
 use super::{ClientSettings, DedupKey, DuplicateCache, Shared};
@@ -131,11 +131,12 @@ impl ClientCore {
             );
             n = 2;
         }
-        if let Err(e) = encode_reply(
+        if let Err(e) = encode_reply_with(
             out,
             code,
             request,
             self.settings.secret.expose(),
+            &self.settings.mac,
             &attrs[..n],
         ) {
             tracing::error!(client = %self.settings.name, error = %e, "cannot encode a reply");

@@ -10,6 +10,8 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::state::Hasher;
+
 /// Identity of a request for duplicate detection.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct DedupKey {
@@ -48,7 +50,7 @@ pub enum Seen<'a> {
 
 /// Bounded cache of recent requests of one client.
 pub struct DuplicateCache {
-    slots: HashMap<DedupKey, Slot>,
+    slots: HashMap<DedupKey, Slot, Hasher>,
     /// Insertion order, for eviction by age and by count. May hold keys whose slot was
     /// replaced or removed; those are recognised by their timestamp and skipped.
     order: VecDeque<(Instant, DedupKey)>,
@@ -60,7 +62,7 @@ impl DuplicateCache {
     /// A cache that remembers requests for `window` and at most `capacity` of them.
     pub fn new(window: Duration, capacity: usize) -> Self {
         DuplicateCache {
-            slots: HashMap::new(),
+            slots: HashMap::with_hasher(Hasher::default()),
             order: VecDeque::new(),
             window,
             capacity: capacity.max(1),

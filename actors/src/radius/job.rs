@@ -11,7 +11,7 @@ use tollgate_engine::login::LoginMode;
 use super::{ClientCore, DedupKey};
 
 /// Everything the server needs to know about one RADIUS client.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct ClientSettings {
     /// Name in logs and metrics.
     pub name: Arc<str>,
@@ -19,6 +19,8 @@ pub struct ClientSettings {
     pub address: ClientAddress,
     /// Shared secret.
     pub secret: SharedSecret,
+    /// The secret's HMAC-MD5 key schedule (`MacKey::new(secret)`), made once.
+    pub mac: tollgate_engine::radius::MacKey,
     /// Login mode.
     pub mode: LoginMode,
     /// Drop requests without Message-Authenticator.
@@ -26,6 +28,20 @@ pub struct ClientSettings {
     /// Requests per second allowed; 0 means no limit.
     pub rate_limit: u32,
 }
+
+/// Settings are equal when everything an admin sets is: `mac` follows from `secret`.
+impl PartialEq for ClientSettings {
+    fn eq(&self, other: &ClientSettings) -> bool {
+        self.name == other.name
+            && self.address == other.address
+            && self.secret == other.secret
+            && self.mode == other.mode
+            && self.require_message_authenticator == other.require_message_authenticator
+            && self.rate_limit == other.rate_limit
+    }
+}
+
+impl Eq for ClientSettings {}
 
 /// One request handed from a UDP worker to its client's actor, until it is answered.
 ///

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
-use tollgate_engine::radius::{verify_request, Code, Packet, MAX_PACKET_LEN};
+use tollgate_engine::radius::{verify_request_with, Code, Packet, MAX_PACKET_LEN};
 
 use super::core::count_drop;
 use super::login::{self, Decision, Progress};
@@ -155,9 +155,10 @@ fn handle(
             return false;
         }
     };
-    let verified = match verify_request(
+    let verified = match verify_request_with(
         packet,
         settings.secret.expose(),
+        &settings.mac,
         settings.require_message_authenticator,
     ) {
         Ok(v) => v,

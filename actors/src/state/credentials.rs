@@ -30,7 +30,7 @@ struct Entry {
 pub struct CredentialCache {
     key: Zeroizing<[u8; 32]>,
     ttl_ms: u64,
-    entries: DashMap<i64, Entry>,
+    entries: DashMap<i64, Entry, crate::state::Hasher>,
 }
 
 impl CredentialCache {
@@ -41,7 +41,7 @@ impl CredentialCache {
         CredentialCache {
             key,
             ttl_ms: ttl_secs.saturating_mul(1000),
-            entries: DashMap::new(),
+            entries: DashMap::with_hasher(crate::state::Hasher::default()),
         }
     }
 

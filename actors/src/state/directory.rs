@@ -8,7 +8,7 @@ use tollgate_engine::login::{LockoutPolicy, LockoutState, RejectReason};
 use tollgate_engine::otp::{self, TokenParams, TokenState, Verdict, VerifyPolicy};
 use zeroize::Zeroizing;
 
-use super::CredentialCache;
+use super::{CredentialCache, Hasher};
 use crate::store::{name_key, DayCodeRecord, DeliverySettings, TokenRecord, UserRecord};
 
 /// Locks a mutex, taking over the data if a panicking holder poisoned it: every value
@@ -181,8 +181,8 @@ pub struct DirtyState {
 
 /// The embedded directory in memory.
 pub struct Directory {
-    by_name: DashMap<String, Arc<UserEntry>>,
-    by_id: DashMap<i64, Arc<UserEntry>>,
+    by_name: DashMap<String, Arc<UserEntry>, Hasher>,
+    by_id: DashMap<i64, Arc<UserEntry>, Hasher>,
     /// Write-behind set: bounded by the number of users and tokens, never by traffic.
     dirty: Mutex<Dirty>,
     /// Preload day codes by user id.
@@ -206,8 +206,8 @@ impl Directory {
         cache_ttl_secs: u64,
     ) -> Self {
         Directory {
-            by_name: DashMap::new(),
-            by_id: DashMap::new(),
+            by_name: DashMap::with_hasher(Hasher::default()),
+            by_id: DashMap::with_hasher(Hasher::default()),
             dirty: Mutex::new(Dirty::default()),
             day_codes: DashMap::new(),
             devices: DashMap::new(),

@@ -8,6 +8,13 @@
 mod credentials;
 mod directory;
 
+/// The hasher of the maps read on every request (users by name and id, the credential
+/// cache, the duplicate cache): foldhash, seeded at random per map, some times faster than
+/// the standard SipHash on these short keys. Every key it sees comes from a request whose
+/// shared secret verified, or from the store, so the weaker flooding resistance of a fast
+/// hash is not exposed to strangers.
+pub type Hasher = foldhash::fast::RandomState;
+
 pub use credentials::CredentialCache;
 pub use directory::{
     DayCheck, DeviceEntry, Directory, PasscodeCheck, PasswordCheck, TokenEntry, UserEntry,

@@ -1,10 +1,12 @@
 //! Verification of a submitted code against a window of counters, the replay rule, drift
 //! learning, and two-code resynchronisation.
 //!
-//! Every candidate counter of a window is computed and compared, and the comparison and
-//! the choice of the winning counter go through `subtle`, so the time a request takes
-//! does not tell an attacker which counter (if any) their guess was close to. Only the
-//! final verdict, which the attacker learns anyway, is branched on.
+//! Candidates are compared with `subtle`, and a code that is refused has cost every
+//! candidate of the window, so the time a refusal takes does not tell an attacker which
+//! counter (if any) their guess was close to. The scan of the fresh counters stops at the
+//! first match: only an accepted code is faster, and its submitter learns nothing from
+//! that but how far into the window their own right code was. Beyond that, only the final
+//! verdict, which the submitter learns anyway, is branched on.
 
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
@@ -16,9 +18,9 @@ use super::{RejectReason, TokenKind, TokenParams, TokenState, Verdict, VerifyPol
 /// being accepted again.
 const LAST_USABLE: u64 = u64::MAX - 1;
 
-/// Check `code` (ASCII digits) against every counter of the window in constant time
-/// (compute all candidates, compare each with subtle, no early exit), then apply the
-/// replay rule.
+/// Check `code` (ASCII digits) against the counters of the window (each compared with
+/// subtle; a refusal always computes them all, an accepted code stops the scan at its
+/// counter), then apply the replay rule.
 ///
 /// TOTP: the window is `policy.totp_window` steps either side of the raw counter for
 /// `unix_time` shifted by `state.drift`; an accepted code teaches a new drift, its offset
@@ -77,19 +79,20 @@ pub fn verify(
     let Some(mac) = KeyedHmac::new(key, params.algorithm) else {
         return Verdict::Rejected(RejectReason::NoMatch);
     };
-    // The fresh part of the window (counters that may still be accepted) is always
-    // computed and compared in full, without an early exit, so the time taken does not
-    // tell which counter matched or whether one did.
+    // The fresh part of the window (counters that may still be accepted), in increasing
+    // order so that the first match is the lowest fresh one. A code that matches none
+    // costs the whole part, so a refusal's time says nothing about the guess; the scan
+    // stops at a match, which only tells a submitter whose code was right where it was.
     let mut accepted = Choice::from(0);
     let mut accepted_counter = 0u64;
     let fresh_first = first.max(next);
     for counter in fresh_first..=last.min(LAST_USABLE) {
         let matches = candidate_matches(&mac, params, counter, submitted);
-        // Counters are visited in increasing order, so taking a match only while nothing
-        // has been taken yet selects the lowest fresh one.
-        let take = matches & !accepted;
-        accepted_counter.conditional_assign(&counter, take);
-        accepted |= take;
+        accepted_counter.conditional_assign(&counter, matches);
+        accepted |= matches;
+        if bool::from(accepted) {
+            break;
+        }
     }
     // Counters below `next_counter` can never be accepted; they are checked only after a
     // refusal, to tell a replay from a wrong code in the audit trail. The submitter learns

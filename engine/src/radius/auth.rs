@@ -46,6 +46,28 @@ impl<'a> Deref for Verified<'a> {
     }
 }
 
+/// The HMAC-MD5 key schedule of a shared secret, worked out once.
+///
+/// Every Message-Authenticator under a secret starts from the same two MD5 states (the
+/// secret padded and XORed with `ipad` and `opad`, RFC 2104 §2): a server keeps one
+/// `MacKey` per client and saves those two MD5 blocks on every check and every reply. It
+/// holds what the secret holds, so it is kept and dropped like the secret, and never shown.
+#[derive(Clone)]
+pub struct MacKey(HmacMd5);
+
+impl MacKey {
+    /// The key schedule of `secret`.
+    pub fn new(secret: &[u8]) -> MacKey {
+        MacKey(hmac_md5(secret))
+    }
+}
+
+impl core::fmt::Debug for MacKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("MacKey(..)")
+    }
+}
+
 /// Server side: checks an incoming request with the client's shared secret.
 ///
 /// * Access-Request: a Message-Authenticator, if present, must be the HMAC-MD5 of the packet
@@ -63,6 +85,22 @@ pub fn verify_request<'a>(
     secret: &[u8],
     require_message_authenticator: bool,
 ) -> Result<Verified<'a>, VerifyError> {
+    verify_request_with(
+        p,
+        secret,
+        &MacKey::new(secret),
+        require_message_authenticator,
+    )
+}
+
+/// [`verify_request`] with the secret's key schedule already made; `mac` must be
+/// `MacKey::new(secret)`.
+pub fn verify_request_with<'a>(
+    p: Packet<'a>,
+    secret: &[u8],
+    mac: &MacKey,
+    require_message_authenticator: bool,
+) -> Result<Verified<'a>, VerifyError> {
     if secret.is_empty() {
         return Err(VerifyError::EmptySecret);
     }
@@ -70,17 +108,17 @@ pub fn verify_request<'a>(
         Code::AccessRequest => {
             let required =
                 require_message_authenticator || p.attribute(attr::EAP_MESSAGE).is_some();
-            check_message_authenticator(&p, p.authenticator(), secret, required)?;
+            check_message_authenticator(&p, p.authenticator(), mac, required)?;
         }
         Code::StatusServer => {
-            check_message_authenticator(&p, p.authenticator(), secret, true)?;
+            check_message_authenticator(&p, p.authenticator(), mac, true)?;
         }
         Code::AccountingRequest => {
             let expected = packet_digest(p.bytes(), &ZERO_AUTHENTICATOR, secret);
             if !ct_eq(&expected, p.authenticator()) {
                 return Err(VerifyError::BadRequestAuthenticator);
             }
-            check_message_authenticator(&p, &ZERO_AUTHENTICATOR, secret, false)?;
+            check_message_authenticator(&p, &ZERO_AUTHENTICATOR, mac, false)?;
         }
         _ => return Err(VerifyError::UnsupportedCode),
     }
@@ -118,7 +156,7 @@ pub fn verify_response<'a>(
     if !ct_eq(&expected, p.authenticator()) {
         return Err(VerifyError::BadResponseAuthenticator);
     }
-    check_message_authenticator(&p, request_authenticator, secret, false)?;
+    check_message_authenticator(&p, request_authenticator, &MacKey::new(secret), false)?;
     Ok(Verified(p))
 }
 
@@ -127,7 +165,7 @@ pub fn verify_response<'a>(
 fn check_message_authenticator(
     p: &Packet<'_>,
     authenticator: &[u8; 16],
-    secret: &[u8],
+    mac: &MacKey,
     required: bool,
 ) -> Result<(), VerifyError> {
     let (Some(offset), Some(received)) =
@@ -139,7 +177,7 @@ fn check_message_authenticator(
             Ok(())
         };
     };
-    let expected = message_authenticator(p.bytes(), authenticator, offset, secret);
+    let expected = message_authenticator(p.bytes(), authenticator, offset, mac);
     if ct_eq(&expected, received) {
         Ok(())
     } else {
@@ -184,9 +222,9 @@ pub(crate) fn message_authenticator(
     bytes: &[u8],
     authenticator: &[u8; 16],
     value_offset: usize,
-    secret: &[u8],
+    key: &MacKey,
 ) -> [u8; 16] {
-    let mut mac = hmac_md5(secret);
+    let mut mac = key.0.clone();
     mac.update(part(bytes, ..HEADER_PREFIX_LEN));
     mac.update(authenticator);
     mac.update(part(bytes, MIN_PACKET_LEN..value_offset));

@@ -12,7 +12,7 @@
 //! if it was made with `Vec::with_capacity(MAX_PACKET_LEN)`), and is never reallocated.
 
 use super::attr::{self, MAX_VALUE_LEN};
-use super::auth::{message_authenticator, packet_digest, Verified, ZERO_AUTHENTICATOR};
+use super::auth::{message_authenticator, packet_digest, MacKey, Verified, ZERO_AUTHENTICATOR};
 use super::code::Code;
 use super::error::EncodeError;
 use super::packet::{MAX_ATTRIBUTES, MAX_PACKET_LEN, MIN_PACKET_LEN};
@@ -38,7 +38,20 @@ pub fn encode_reply(
     secret: &[u8],
     attributes: &[(u8, &[u8])],
 ) -> Result<(), EncodeError> {
-    let result = write_reply(out, code, request, secret, attributes);
+    encode_reply_with(out, code, request, secret, &MacKey::new(secret), attributes)
+}
+
+/// [`encode_reply`] with the secret's key schedule already made; `mac` must be
+/// `MacKey::new(secret)`.
+pub fn encode_reply_with(
+    out: &mut Vec<u8>,
+    code: Code,
+    request: &Verified<'_>,
+    secret: &[u8],
+    mac: &MacKey,
+    attributes: &[(u8, &[u8])],
+) -> Result<(), EncodeError> {
+    let result = write_reply(out, code, request, secret, mac, attributes);
     if result.is_err() {
         out.clear();
     }
@@ -88,6 +101,7 @@ fn write_reply(
     code: Code,
     request: &Verified<'_>,
     secret: &[u8],
+    key: &MacKey,
     attributes: &[(u8, &[u8])],
 ) -> Result<(), EncodeError> {
     if secret.is_empty() {
@@ -115,7 +129,7 @@ fn write_reply(
     // The Message-Authenticator is computed first because the Response Authenticator covers
     // it; at this point the header still holds the Request Authenticator, as RFC 3579 §3.2
     // requires for replies.
-    let mac = message_authenticator(out, request_authenticator, FIRST_ATTRIBUTE_VALUE, secret);
+    let mac = message_authenticator(out, request_authenticator, FIRST_ATTRIBUTE_VALUE, key);
     write_at(out, FIRST_ATTRIBUTE_VALUE, &mac);
     let response_authenticator = packet_digest(out, request_authenticator, secret);
     write_at(out, 4, &response_authenticator);
@@ -147,7 +161,8 @@ fn write_request(
     w.push_all(attributes)?;
     w.finish_length()?;
     if with_mac {
-        let mac = message_authenticator(out, header_authenticator, FIRST_ATTRIBUTE_VALUE, secret);
+        let key = MacKey::new(secret);
+        let mac = message_authenticator(out, header_authenticator, FIRST_ATTRIBUTE_VALUE, &key);
         write_at(out, FIRST_ATTRIBUTE_VALUE, &mac);
     }
     if code == Code::AccountingRequest {

@@ -21,9 +21,9 @@ mod packet;
 mod password;
 
 pub use attr::{Attribute, Attributes};
-pub use auth::{verify_request, verify_response, Verified};
+pub use auth::{verify_request, verify_request_with, verify_response, MacKey, Verified};
 pub use code::Code;
-pub use encode::{encode_reply, encode_request};
+pub use encode::{encode_reply, encode_reply_with, encode_request};
 pub use error::{DecodeError, EncodeError, PasswordError, VerifyError};
 pub use packet::{Packet, MAX_ATTRIBUTES, MAX_PACKET_LEN, MIN_PACKET_LEN};
 pub use password::{hide_password, unhide_password, MAX_PASSWORD_LEN};

@@ -535,3 +535,37 @@ fn reply_buffer_grows_once_and_is_never_reallocated() {
     assert!(out.len() > 3800);
     assert_eq!((out.as_ptr(), out.capacity()), (pointer, capacity));
 }
+
+#[test]
+fn a_prepared_key_gives_the_same_checks_and_replies_for_every_secret_length() {
+    for len in [1usize, 7, 16, 63, 64, 65, 128] {
+        let secret: Vec<u8> = (0..len).map(|i| (i * 31 + 5) as u8).collect();
+        let mac = MacKey::new(&secret);
+        let mut req = Vec::new();
+        encode_request(
+            &mut req,
+            Code::AccessRequest,
+            7,
+            &AUTH,
+            &secret,
+            &[(attr::USER_NAME, b"alice")],
+            true,
+        )
+        .unwrap();
+        let p = Packet::decode(&req).unwrap();
+        let v = verify_request_with(p, &secret, &mac, true).expect("verifies with the key");
+        assert!(verify_request(p, &secret, true).is_ok());
+        // A key of another secret refuses the same request.
+        let other = MacKey::new(b"not the secret");
+        assert_eq!(
+            verify_request_with(p, &secret, &other, true).unwrap_err(),
+            VerifyError::BadMessageAuthenticator
+        );
+        let (mut with_key, mut plain) = (Vec::new(), Vec::new());
+        encode_reply_with(&mut with_key, Code::AccessAccept, &v, &secret, &mac, &[]).unwrap();
+        encode_reply(&mut plain, Code::AccessAccept, &v, &secret, &[]).unwrap();
+        assert_eq!(with_key, plain, "secret of {len} octets");
+        assert!(verify_response(Packet::decode(&with_key).unwrap(), &AUTH, &secret, true).is_ok());
+    }
+    assert_eq!(format!("{:?}", MacKey::new(SECRET)), "MacKey(..)");
+}
