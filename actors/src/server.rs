@@ -258,6 +258,8 @@ impl Server {
             table: Arc::clone(&table),
             shared: Arc::clone(&shared),
             stop: Arc::clone(&stop),
+            max_wait: Duration::from_micros(config.radius.max_wait_us),
+            overload_after: Duration::from_millis(config.radius.overload_after_ms),
         });
         let per_address = match config.radius.workers {
             0 => cores,

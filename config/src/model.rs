@@ -108,6 +108,13 @@ pub struct RadiusConfig {
     /// UDP worker threads (each with its own `SO_REUSEPORT` socket per listening address);
     /// 0 means one per core.
     pub workers: usize,
+    /// Longest a request may have waited in the socket and still be answered once the
+    /// server is persistently behind, in microseconds; 0 never sheds. Later ones are
+    /// dropped and counted (`tollgate_shed_total{gate="queue"}`); the NAS retransmits.
+    pub max_wait_us: u64,
+    /// How long waits must stay above `max_wait_us` before shedding starts, in
+    /// milliseconds: a burst shorter than this is absorbed whole.
+    pub overload_after_ms: u64,
 }
 
 impl Default for RadiusConfig {
@@ -119,6 +126,8 @@ impl Default for RadiusConfig {
             duplicate_cache_entries: 65_536,
             rate_limit_per_client: 0,
             workers: 0,
+            max_wait_us: 1_000,
+            overload_after_ms: 50,
         }
     }
 }
@@ -650,6 +659,18 @@ impl Config {
             return Err(ConfigError::invalid(
                 "radius.duplicate_window_secs",
                 "must be between 1 and 300 seconds",
+            ));
+        }
+        if r.max_wait_us > 10_000_000 {
+            return Err(ConfigError::invalid(
+                "radius.max_wait_us",
+                "must be at most 10000000 (10 s)",
+            ));
+        }
+        if !(1..=60_000).contains(&r.overload_after_ms) {
+            return Err(ConfigError::invalid(
+                "radius.overload_after_ms",
+                "must be between 1 and 60000",
             ));
         }
         if r.workers > 256 {

@@ -146,3 +146,71 @@ fn a_client_over_its_rate_limit_is_shed_and_counted() {
     );
     assert!(dropped.is_some_and(|n| n >= 1.0), "{text}");
 }
+
+/// A worker that stays behind drops the requests that waited too long in its socket, and
+/// counts every one: each request of a burst is either answered or counted as shed.
+#[test]
+fn a_worker_persistently_behind_sheds_late_requests_and_counts_them() {
+    use tollgate_tests::RawClient;
+    let port = free_tcp_port();
+    // (The lines before `[metrics]` belong to `[radius]`.) One worker, and a target no
+    // loaded worker can meet: 1 µs in the socket, for 1 ms.
+    let mut node = Node::new(&format!(
+        "workers = 1\nmax_wait_us = 1\noverload_after_ms = 1\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
+    node.add_client("nas1", "append", true);
+    node.start();
+    let addr = node.radius();
+    let metrics_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // The kernel turns arrival stamping on in the background.
+    std::thread::sleep(Duration::from_millis(200));
+
+    const SOCKETS: usize = 4;
+    const PER_SOCKET: usize = 250;
+    let clients: Vec<RawClient> = (0..SOCKETS).map(|_| RawClient::new(addr)).collect();
+    let mut sent = 0;
+    for id in 0..PER_SOCKET {
+        for (s, client) in clients.iter().enumerate() {
+            let mut authenticator = [0u8; 16];
+            authenticator[0] = id as u8;
+            authenticator[1] = s as u8;
+            authenticator[2] = 0x5a;
+            let request = RawClient::access_request(
+                id as u8,
+                authenticator,
+                SECRET,
+                "nobody",
+                "Secret123000000",
+                &[],
+                true,
+            );
+            client.send(&request);
+            sent += 1;
+        }
+    }
+    let mut answered = 0;
+    for client in &clients {
+        while client.recv().is_some() {
+            answered += 1;
+        }
+    }
+    let mut text = String::new();
+    let mut shed = 0.0;
+    Node::eventually(Duration::from_secs(5), || {
+        text = http_get(metrics_addr, "/metrics").unwrap_or_default();
+        shed = metric(&text, "tollgate_shed_total{gate=\"queue\"}").unwrap_or(0.0);
+        shed as usize + answered >= sent
+    });
+    assert!(shed > 0.0, "nothing shed\n{text}");
+    assert!(answered > 0, "nothing answered");
+    assert_eq!(
+        shed as usize + answered,
+        sent,
+        "every request is answered or counted as shed\n{text}"
+    );
+    assert!(
+        node.log_shows("shedding requests that waited too long"),
+        "{}",
+        node.log()
+    );
+}

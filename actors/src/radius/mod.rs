@@ -12,6 +12,7 @@
 //! travels with the request and is released when it is answered or dropped, which bounds
 //! every mailbox on the way.
 
+mod batch;
 mod client;
 mod core;
 mod dedup;

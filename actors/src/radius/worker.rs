@@ -22,6 +22,7 @@ use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 use tollgate_engine::radius::{verify_request_with, Code, Packet, MAX_PACKET_LEN};
 
+use super::batch::{enable_timestamps, RecvBatch, Shedder};
 use super::core::count_drop;
 use super::login::{self, Decision, Progress};
 use super::{ClientMsg, ClientTable, DedupKey, Job, Seen, Shared};
@@ -42,6 +43,10 @@ pub struct WorkerContext {
     pub shared: Arc<Shared>,
     /// Set to stop the workers.
     pub stop: Arc<AtomicBool>,
+    /// Longest wait in the socket of a request answered under persistent overload.
+    pub max_wait: Duration,
+    /// How long waits stay above `max_wait` before shedding starts.
+    pub overload_after: Duration,
 }
 
 /// Binds `count` sockets to `addr` with `SO_REUSEPORT`. With port 0, the first socket picks
@@ -90,12 +95,18 @@ pub fn spawn_workers(
 }
 
 fn run_worker(socket: &Arc<UdpSocket>, ctx: &WorkerContext) {
-    let mut buf = vec![0u8; MAX_PACKET_LEN];
+    let mut batch = RecvBatch::new();
+    let mut shedder = Shedder::new(ctx.max_wait, ctx.overload_after);
     let mut out = Vec::with_capacity(MAX_PACKET_LEN);
     let panics = metrics::counter!(m::ACTOR_RESTARTS_TOTAL, "kind" => "udp_worker");
+    let shed = metrics::counter!(m::SHED_TOTAL, "gate" => "queue");
+    if let Err(e) = enable_timestamps(socket) {
+        // Without arrival times every wait reads as zero: nothing is shed for lateness.
+        tracing::warn!(error = %e, "no arrival times on the RADIUS socket; late requests will not be shed");
+    }
     while !ctx.stop.load(Ordering::Relaxed) {
-        let (n, peer) = match socket.recv_from(&mut buf) {
-            Ok(x) => x,
+        let taken = match batch.recv(socket) {
+            Ok(n) => n,
             Err(e)
                 if matches!(
                     e.kind(),
@@ -111,23 +122,48 @@ fn run_worker(socket: &Arc<UdpSocket>, ctx: &WorkerContext) {
                 continue;
             }
         };
-        let received = Instant::now();
-        // A bug that panics on one datagram must not take the listener down with it: the
-        // datagram is dropped, the panic counted and logged, and the worker goes on.
-        let replied = catch_unwind(AssertUnwindSafe(|| {
-            handle(ctx, socket, &buf[..n], peer, received, &mut out)
-        }));
-        match replied {
-            Ok(true) => {
-                if let Err(e) = socket.send_to(&out, peer) {
-                    tracing::debug!(%peer, error = %e, "reply not sent");
+        let now = Instant::now();
+        for i in 0..taken {
+            let Some(datagram) = batch.get(i) else {
+                count_drop("unknown", "malformed");
+                continue;
+            };
+            let was_shedding = shedder.is_shedding();
+            if shedder.shed(datagram.waited, now) {
+                if !was_shedding {
+                    tracing::warn!(
+                        waited_us = datagram.waited.as_micros() as u64,
+                        "RADIUS worker persistently behind; shedding requests that waited too long"
+                    );
+                }
+                shed.increment(1);
+                continue;
+            }
+            // Latency counts from the datagram's arrival, wait in the socket included.
+            let received = now.checked_sub(datagram.waited).unwrap_or(now);
+            let peer = datagram.peer;
+            // A bug that panics on one datagram must not take the listener down with it:
+            // the datagram is dropped, the panic counted and logged, and the worker goes on.
+            let replied = catch_unwind(AssertUnwindSafe(|| {
+                handle(ctx, socket, datagram.bytes, peer, received, &mut out)
+            }));
+            match replied {
+                Ok(true) => {
+                    if let Err(e) = socket.send_to(&out, peer) {
+                        tracing::debug!(%peer, error = %e, "reply not sent");
+                    }
+                }
+                Ok(false) => {}
+                Err(_) => {
+                    panics.increment(1);
+                    tracing::error!(%peer, "a UDP worker panicked on a datagram; it was dropped");
                 }
             }
-            Ok(false) => {}
-            Err(_) => {
-                panics.increment(1);
-                tracing::error!(%peer, "a UDP worker panicked on a datagram; it was dropped");
-            }
+        }
+        let was_shedding = shedder.is_shedding();
+        shedder.received(taken);
+        if was_shedding && !shedder.is_shedding() {
+            tracing::info!("RADIUS worker caught up; no longer shedding late requests");
         }
     }
 }

@@ -1,0 +1,391 @@
+//! Receiving datagrams in batches, with the time each one reached the socket, and the rule
+//! that sheds what waited too long.
+//!
+//! [`RecvBatch`] takes up to [`BATCH`] datagrams per `recvmmsg(2)` call (waiting for the
+//! first, then taking only what is already there), so that a busy worker pays one system
+//! call for many requests. The kernel stamps each datagram when it arrives
+//! (`SO_TIMESTAMPNS`), so the worker knows how long it sat in the socket buffer: that wait is
+//! part of the latency a NAS sees, and the metrics count it.
+//!
+//! [`Shedder`] decides from those waits whether a datagram is still worth answering. A burst
+//! is absorbed: datagrams are shed only after the wait has stayed above the target for a
+//! whole interval (the server is persistently behind), and then every datagram that waited
+//! longer than the target is dropped and counted until the worker has caught up (a receive
+//! that finds the socket nearly empty). Under overload the answered requests thus keep a
+//! wait near the target instead of the whole socket buffer's, and the excess goes back to
+//! the NASes, which retransmit.
+//!
+//! `recvmmsg(2)` and the control messages have no safe wrapper in the crates this project
+//! uses, so this module is one of the few allowed `unsafe`: each block states what makes it
+//! sound, and the buffers the kernel writes into are owned here and sized as declared.
+
+#![allow(unsafe_code)]
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tollgate_engine::radius::MAX_PACKET_LEN;
+
+/// Datagrams taken per receive call at most.
+pub const BATCH: usize = 32;
+
+/// Room for one `SCM_TIMESTAMPNS` control message (a `timespec` and its header), rounded
+/// up generously.
+const CONTROL_LEN: usize = 64;
+
+/// Asks the kernel to stamp every datagram of `socket` with its arrival time. The kernel
+/// turns stamping on in the background, so datagrams of the next few milliseconds may come
+/// unstamped (and read as not having waited).
+pub fn enable_timestamps(socket: &UdpSocket) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket, a pointer to a c_int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// One received datagram.
+pub struct Datagram<'a> {
+    /// Its bytes.
+    pub bytes: &'a [u8],
+    /// Where it came from.
+    pub peer: SocketAddr,
+    /// How long it waited in the socket before this worker took it (zero when the kernel
+    /// gave no arrival time).
+    pub waited: Duration,
+}
+
+/// The buffers of one batch receive, reused for every call.
+pub struct RecvBatch {
+    buffers: Box<[[u8; MAX_PACKET_LEN]]>,
+    addresses: Box<[libc::sockaddr_storage]>,
+    controls: Box<[[u64; CONTROL_LEN / 8]]>,
+    iovecs: Box<[libc::iovec]>,
+    headers: Box<[libc::mmsghdr]>,
+    /// How many of the buffers the last call filled.
+    filled: usize,
+    /// The wall clock when the last call returned, against which arrival times are read.
+    taken_at: SystemTime,
+}
+
+// SAFETY: the raw pointers inside `iovecs` and `headers` point only into this value's own
+// boxed buffers and are rewritten before every call; nothing else shares them.
+unsafe impl Send for RecvBatch {}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        RecvBatch::new()
+    }
+}
+
+impl RecvBatch {
+    /// Buffers for [`BATCH`] datagrams.
+    pub fn new() -> RecvBatch {
+        // SAFETY: all-zero is a valid value of these plain C structures.
+        let zeroed_storage =
+            unsafe { MaybeUninit::<libc::sockaddr_storage>::zeroed().assume_init() };
+        let zeroed_header = unsafe { MaybeUninit::<libc::mmsghdr>::zeroed().assume_init() };
+        RecvBatch {
+            buffers: vec![[0u8; MAX_PACKET_LEN]; BATCH].into_boxed_slice(),
+            addresses: vec![zeroed_storage; BATCH].into_boxed_slice(),
+            controls: vec![[0u64; CONTROL_LEN / 8]; BATCH].into_boxed_slice(),
+            iovecs: vec![
+                libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0
+                };
+                BATCH
+            ]
+            .into_boxed_slice(),
+            headers: vec![zeroed_header; BATCH].into_boxed_slice(),
+            filled: 0,
+            taken_at: UNIX_EPOCH,
+        }
+    }
+
+    /// Waits for at least one datagram on `socket` (up to its read timeout) and takes every
+    /// one already waiting, up to [`BATCH`]. Returns how many were taken.
+    pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        for i in 0..BATCH {
+            self.iovecs[i] = libc::iovec {
+                iov_base: self.buffers[i].as_mut_ptr().cast(),
+                iov_len: MAX_PACKET_LEN,
+            };
+            let header = &mut self.headers[i].msg_hdr;
+            header.msg_name = (&mut self.addresses[i] as *mut libc::sockaddr_storage).cast();
+            header.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            header.msg_iov = &mut self.iovecs[i];
+            header.msg_iovlen = 1;
+            header.msg_control = self.controls[i].as_mut_ptr().cast();
+            header.msg_controllen = CONTROL_LEN as _;
+            header.msg_flags = 0;
+            self.headers[i].msg_len = 0;
+        }
+        // SAFETY: every header points at live buffers of the sizes it states, owned by self
+        // and not touched until the call returns.
+        let n = unsafe {
+            libc::recvmmsg(
+                socket.as_raw_fd(),
+                self.headers.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        self.taken_at = SystemTime::now();
+        if n < 0 {
+            self.filled = 0;
+            return Err(io::Error::last_os_error());
+        }
+        self.filled = n as usize;
+        Ok(self.filled)
+    }
+
+    /// The `i`th datagram of the last receive; `None` past the end, for an address family
+    /// other than IPv4 and IPv6, or for a datagram cut short by the buffer (larger than any
+    /// RADIUS packet may be).
+    pub fn get(&self, i: usize) -> Option<Datagram<'_>> {
+        if i >= self.filled {
+            return None;
+        }
+        let header = &self.headers[i];
+        if header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+            return None;
+        }
+        let len = (header.msg_len as usize).min(MAX_PACKET_LEN);
+        let peer = socket_addr(&self.addresses[i])?;
+        let waited = arrival(&header.msg_hdr)
+            .and_then(|at| self.taken_at.duration_since(at).ok())
+            .unwrap_or(Duration::ZERO);
+        Some(Datagram {
+            bytes: &self.buffers[i][..len],
+            peer,
+            waited,
+        })
+    }
+}
+
+/// The source address of a datagram.
+fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match libc::c_int::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in, which it is large
+            // enough and aligned enough for.
+            let v4 =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr)),
+                u16::from_be(v4.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for sockaddr_in6.
+            let v6 = unsafe {
+                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(v6.sin6_addr.s6_addr),
+                u16::from_be(v6.sin6_port),
+                u32::from_be(v6.sin6_flowinfo),
+                v6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// The arrival time the kernel attached to a datagram, if it did.
+fn arrival(header: &libc::msghdr) -> Option<SystemTime> {
+    // SAFETY: the header was filled by recvmmsg, so its control buffer holds
+    // `msg_controllen` bytes of well-formed control messages; the CMSG_* functions walk them.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(header);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+            {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::timespec>());
+                let secs = u64::try_from(ts.tv_sec).ok()?;
+                let nanos = u32::try_from(ts.tv_nsec).ok()?;
+                return UNIX_EPOCH.checked_add(Duration::new(secs, nanos));
+            }
+            cmsg = libc::CMSG_NXTHDR(header, cmsg);
+        }
+    }
+    None
+}
+
+/// When to shed a datagram for having waited too long (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct Shedder {
+    target: Duration,
+    interval: Duration,
+    /// Since when every datagram has waited longer than the target.
+    above_since: Option<Instant>,
+    /// Shedding until the worker catches up.
+    shedding: bool,
+}
+
+impl Shedder {
+    /// Sheds datagrams that waited longer than `target` once waits have stayed above it for
+    /// `interval`; a zero `target` never sheds.
+    pub fn new(target: Duration, interval: Duration) -> Shedder {
+        Shedder {
+            target,
+            interval,
+            above_since: None,
+            shedding: false,
+        }
+    }
+
+    /// Whether a datagram that `waited` is to be dropped, as seen at `now`.
+    pub fn shed(&mut self, waited: Duration, now: Instant) -> bool {
+        if self.target.is_zero() || waited <= self.target {
+            self.above_since = None;
+            return false;
+        }
+        if self.shedding {
+            return true;
+        }
+        let since = *self.above_since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= self.interval {
+            self.shedding = true;
+        }
+        self.shedding
+    }
+
+    /// A receive found `taken` datagrams: fewer than a full batch means the socket was
+    /// nearly empty, so the worker has caught up and shedding stops.
+    pub fn received(&mut self, taken: usize) {
+        if taken < BATCH {
+            self.shedding = false;
+            self.above_since = None;
+        }
+    }
+
+    /// Whether the shedder is dropping late datagrams now.
+    pub fn is_shedding(&self) -> bool {
+        self.shedding
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_burst_shorter_than_the_interval_is_absorbed() {
+        let mut s = Shedder::new(ms(1), ms(50));
+        let t0 = Instant::now();
+        for i in 0..40 {
+            assert!(!s.shed(ms(5), t0 + ms(i)));
+        }
+        // Caught up: the next late datagram starts a new interval.
+        s.received(3);
+        assert!(!s.shed(ms(5), t0 + ms(45)));
+        assert!(!s.shed(ms(5), t0 + ms(80)));
+    }
+
+    #[test]
+    fn a_persistent_backlog_sheds_late_datagrams_until_caught_up() {
+        let mut s = Shedder::new(ms(1), ms(50));
+        let t0 = Instant::now();
+        assert!(!s.shed(ms(2), t0));
+        assert!(!s.shed(ms(3), t0 + ms(49)));
+        assert!(s.shed(ms(3), t0 + ms(50)));
+        assert!(s.is_shedding());
+        // Datagrams within the target are answered even while shedding...
+        assert!(!s.shed(Duration::from_micros(500), t0 + ms(51)));
+        // ... and a late one after them is still shed.
+        assert!(s.shed(ms(2), t0 + ms(52)));
+        // A full batch is no sign of catching up; a short one is.
+        s.received(BATCH);
+        assert!(s.shed(ms(2), t0 + ms(53)));
+        s.received(BATCH - 1);
+        assert!(!s.is_shedding());
+        assert!(!s.shed(ms(2), t0 + ms(54)));
+    }
+
+    #[test]
+    fn a_zero_target_never_sheds() {
+        let mut s = Shedder::new(Duration::ZERO, ms(1));
+        let t0 = Instant::now();
+        for i in 0..100 {
+            assert!(!s.shed(Duration::from_secs(1), t0 + ms(i * 10)));
+        }
+    }
+
+    #[test]
+    fn batches_carry_every_datagram_with_its_source_and_wait() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        enable_timestamps(&server).unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        // The kernel turns stamping on in the background when a socket first asks for it.
+        std::thread::sleep(ms(50));
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = server.local_addr().unwrap();
+        for i in 0..5u8 {
+            client.send_to(&[i; 20], to).unwrap();
+        }
+        // A datagram larger than any RADIUS packet is cut short and refused.
+        client.send_to(&[9u8; MAX_PACKET_LEN + 10], to).unwrap();
+        std::thread::sleep(ms(20));
+        let mut batch = RecvBatch::new();
+        let n = batch.recv(&server).unwrap();
+        assert_eq!(n, 6);
+        for i in 0..5 {
+            let d = batch.get(i).unwrap();
+            assert_eq!(d.bytes, &[i as u8; 20]);
+            assert_eq!(d.peer, client.local_addr().unwrap());
+            assert!(d.waited >= ms(15), "{:?}", d.waited);
+            assert!(d.waited < Duration::from_secs(2), "{:?}", d.waited);
+        }
+        assert!(batch.get(5).is_none(), "truncated");
+        assert!(batch.get(6).is_none());
+        // Nothing waiting: the read timeout ends the wait.
+        server.set_read_timeout(Some(ms(30))).unwrap();
+        let e = batch.recv(&server).unwrap_err();
+        assert!(matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ));
+    }
+
+    #[test]
+    fn ipv6_sources_are_read() {
+        let Ok(server) = UdpSocket::bind("[::1]:0") else {
+            return; // no IPv6 loopback on this machine
+        };
+        let client = UdpSocket::bind("[::1]:0").unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        client
+            .send_to(b"hello", server.local_addr().unwrap())
+            .unwrap();
+        let mut batch = RecvBatch::new();
+        assert_eq!(batch.recv(&server).unwrap(), 1);
+        let d = batch.get(0).unwrap();
+        assert_eq!(d.peer, client.local_addr().unwrap());
+        assert_eq!(d.waited, Duration::ZERO, "no timestamps asked for");
+    }
+}
