@@ -20,12 +20,47 @@
 //! * [`packet`] builds the datagrams, [`worker`] runs the event loop that sends them and checks
 //!   every reply, and [`run`] coordinates workers, the warm-up and the progress line;
 //! * [`stats`] counts and measures, [`report`] turns the counts into the summary and the JSON
-//!   report, and [`sys`] reads the process's own CPU time and formats timestamps.
+//!   report, and [`sys`] reads the process's own CPU time and formats timestamps;
+//! * [`push`] is the phone's side of the push scenario: `push-setup` enrols a simulated phone
+//!   per user over the mobile API, and during a run its approver threads approve each held
+//!   login over HTTP after a random delay.
+//!
+//! # The push scenario
+//!
+//! Issue 6: a simulated app approves over HTTP after a random delay, and the harness reports
+//! the login latency and how many logins the server held at once. The users need passwords
+//! (`setup --passwords`, `tollgate user import`), a RADIUS client in `append` mode (or
+//! `challenge` mode, for number matching with `--login challenge`), and a server whose mobile
+//! API listens on a loopback address in plain HTTP (`[mobile_api] listen = "127.0.0.1:8443"`,
+//! `allow_plain = true`). With the server running:
+//!
+//! ```text
+//! tollgate-loadtest push-setup --dir lt --config tollgate.toml --api 127.0.0.1:8443
+//! tollgate-loadtest run --server 127.0.0.1:1812 --secret-stdin --dir lt --scenario push \
+//!     --concurrency 100 --duration 10 --approve-min-ms 500 --approve-max-ms 2000 --warmup < lt/secret
+//! ```
+//!
+//! `push-setup` sets every user's delivery to push (`tollgate user delivery-import`, one
+//! transaction), makes a one-time enrolment code per user (`tollgate device enrol NAME
+//! --no-qr`, a few processes at once), generates an Ed25519 key and enrols it with `POST
+//! /v1/devices`, and writes the device ids and private keys to `devices.json` (mode 0600).
+//!
+//! A push login sends User-Name and the password; the server holds the request until the
+//! phone decides. When the login leaves, an approval is queued for a moment drawn uniformly
+//! from `[--approve-min-ms, --approve-max-ms]` later; an approver thread then lists the
+//! user's pending challenges (`GET /v1/challenges`, signed) and approves them (`POST
+//! /v1/challenges/{id}`, signed), answering number matching with the number the
+//! Access-Challenge's prompt showed. A user has at most one login in flight, so its device's
+//! pending list names that login. The report adds the time from the approval's POST to the
+//! Access-Accept, the logins held at once (sent and not yet finally answered: the maximum,
+//! and the mean over time), the approvals' lateness and HTTP round trips, and every HTTP
+//! error by status.
 
 pub mod guard;
 pub mod ids;
 pub mod mix;
 pub mod packet;
+pub mod push;
 pub mod report;
 pub mod run;
 pub mod schedule;
@@ -47,6 +82,13 @@ pub enum LoginMode {
     Passcode,
     /// User-Password is the password alone (plain PAP, for servers without OTP).
     Pap,
+    /// Push approval through a client in append mode: the password alone, held by the
+    /// server until the phone approves.
+    PushAppend,
+    /// Push approval through a client in challenge mode: the password, answered with
+    /// Access-Challenge showing the number to pick; then at once the State with an empty
+    /// password, held until the phone approves with that number.
+    PushChallenge,
 }
 
 impl LoginMode {
@@ -57,7 +99,20 @@ impl LoginMode {
             LoginMode::Challenge => "challenge",
             LoginMode::Passcode => "passcode",
             LoginMode::Pap => "pap",
+            LoginMode::PushAppend => "push-append",
+            LoginMode::PushChallenge => "push-challenge",
         }
+    }
+
+    /// Whether a phone approves the login over the mobile API.
+    pub fn is_push(self) -> bool {
+        matches!(self, LoginMode::PushAppend | LoginMode::PushChallenge)
+    }
+
+    /// Whether a good login takes two datagrams: the password, then the answer to the
+    /// Access-Challenge with its State.
+    pub fn two_steps(self) -> bool {
+        matches!(self, LoginMode::Challenge | LoginMode::PushChallenge)
     }
 
     /// Whether a login in this mode carries the user's password somewhere.

@@ -1,8 +1,9 @@
 //! `tollgate-loadtest`: the command line of Tollgate's RADIUS load harness.
 //!
-//! `setup` writes users, seeds and a shared secret for a server to import; `run` drives
-//! load against a server on a loopback address and reports throughput, latency and every
-//! kind of reply. See the crate documentation of `tollgate_loadtest` for how it works.
+//! `setup` writes users, seeds and a shared secret for a server to import; `push-setup`
+//! enrols a simulated phone per user with a running server's mobile API; `run` drives load
+//! against a server on a loopback address and reports throughput, latency and every kind
+//! of reply. See the crate documentation of `tollgate_loadtest` for how it works.
 
 use std::io::BufRead;
 use std::net::IpAddr;
@@ -15,7 +16,9 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 use tollgate_loadtest::mix::{Kind, Mix};
-use tollgate_loadtest::report::{ConfigReport, Report, WarmupReport};
+use tollgate_loadtest::push::approver::{Approvers, PushConfig, PushLink};
+use tollgate_loadtest::push::{app, devices, http, setup as push_setup};
+use tollgate_loadtest::report::{ConfigReport, PushReport, Report, WarmupReport};
 use tollgate_loadtest::run::{run_phase, Load, Phase, Target};
 use tollgate_loadtest::{guard, state, LoginMode};
 
@@ -34,6 +37,9 @@ struct Cli {
 enum Command {
     /// Write users, HOTP seeds and a shared secret for a server to import.
     Setup(SetupArgs),
+    /// Make the users of a setup directory push users, each with a simulated phone enrolled
+    /// with a running server's mobile API (for `run --scenario push`).
+    PushSetup(PushSetupArgs),
     /// Send load to a server on a loopback address and report what came back.
     Run(Box<RunArgs>),
 }
@@ -58,6 +64,31 @@ struct SetupArgs {
     force: bool,
 }
 
+#[derive(Debug, clap::Args)]
+struct PushSetupArgs {
+    /// The directory written by `setup --passwords` (its users imported into the server);
+    /// devices.json goes there.
+    #[arg(long)]
+    dir: PathBuf,
+    /// The running server's configuration file, for the `tollgate` command line.
+    #[arg(long)]
+    config: PathBuf,
+    /// The server's mobile API: a loopback address in plain HTTP (`[mobile_api] listen`,
+    /// with `allow_plain = true`).
+    #[arg(long)]
+    api: String,
+    /// The `tollgate` binary [default: the one beside this program].
+    #[arg(long)]
+    tollgate: Option<PathBuf>,
+    /// `tollgate device enrol` processes run at once.
+    #[arg(long, default_value_t = 4)]
+    parallel: usize,
+    /// Replace an existing devices.json (enrols new devices; the old ones stay on the
+    /// server until removed).
+    #[arg(long)]
+    force: bool,
+}
+
 /// What a run sends.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 enum Scenario {
@@ -73,6 +104,9 @@ enum Scenario {
     Reject,
     /// The kinds and proportions of --mix.
     Mix,
+    /// The password alone; a simulated phone approves over the mobile API after a random
+    /// delay; expects Access-Accept (needs `push-setup`).
+    Push,
 }
 
 impl Scenario {
@@ -84,6 +118,7 @@ impl Scenario {
             Scenario::Pap => "pap",
             Scenario::Reject => "reject",
             Scenario::Mix => "mix",
+            Scenario::Push => "push",
         }
     }
 }
@@ -105,7 +140,9 @@ struct RunArgs {
     #[arg(long, value_enum)]
     scenario: Scenario,
     /// How good logins look in the reject and mix scenarios (default: append when the
-    /// users have passwords, passcode otherwise); must match the client's mode.
+    /// users have passwords, passcode otherwise); must match the client's mode. In the push
+    /// scenario: append (the request is held until the phone approves; the default) or
+    /// challenge (number matching: the phone picks the number the prompt shows).
     #[arg(long, value_enum)]
     login: Option<LoginArg>,
     /// Kinds and weights of the mix scenario.
@@ -136,9 +173,23 @@ struct RunArgs {
     #[arg(long, default_value_t = 2)]
     sockets_per_source: usize,
     /// How long to wait for a reply, in milliseconds; probes the server must drop are
-    /// counted as dropped after this long.
-    #[arg(long, default_value_t = 1000)]
-    timeout_ms: u64,
+    /// counted as dropped after this long [default: 1000; 35000 for push, longer than the
+    /// server's push timeout of 30 s, so that the server's answer comes first].
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+    /// Push: the mobile API [default: the address in devices.json].
+    #[arg(long)]
+    api: Option<String>,
+    /// Push: the shortest delay from a login's send to the phone's approval.
+    #[arg(long)]
+    approve_min_ms: Option<u64>,
+    /// Push: the longest delay (delays are uniform between the two).
+    #[arg(long)]
+    approve_max_ms: Option<u64>,
+    /// Push: approver threads, each with one keep-alive HTTP connection to the API (an
+    /// approver waits for each round trip: raise it when the report shows approvals late).
+    #[arg(long, default_value_t = 8)]
+    approvers: usize,
     /// Log every user in once before measuring, so that the server's first-login password
     /// hashing (Argon2) is not measured.
     #[arg(long)]
@@ -223,6 +274,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Setup(args) => setup(&args).map(|()| ExitCode::SUCCESS),
+        Command::PushSetup(args) => run_push_setup(&args).map(|()| ExitCode::SUCCESS),
         Command::Run(args) => run(&args),
     };
     match result {
@@ -291,7 +343,88 @@ fn setup(args: &SetupArgs) -> Result<()> {
         "  tollgate-loadtest run --server 127.0.0.1:1812 --secret-stdin --dir {dir} --scenario {scenario} --concurrency 32 --duration 10 --warmup < {}",
         files.secret.display()
     );
+    if files.users.is_some() {
+        println!();
+        println!(
+            "or, for push approval (server with [mobile_api] listen = \"127.0.0.1:8443\", allow_plain = true):"
+        );
+        println!(
+            "  tollgate-loadtest push-setup --dir {dir} --config tollgate.toml --api 127.0.0.1:8443"
+        );
+        println!(
+            "  tollgate-loadtest run --server 127.0.0.1:1812 --secret-stdin --dir {dir} --scenario push --concurrency 100 --duration 10 --warmup < {}",
+            files.secret.display()
+        );
+    }
     Ok(())
+}
+
+/// Default delays of the simulated phone: a person reaching for it.
+const DEFAULT_APPROVE_MIN_MS: u64 = 500;
+const DEFAULT_APPROVE_MAX_MS: u64 = 2000;
+/// The default reply timeout of push logins: past the server's default push timeout.
+const DEFAULT_PUSH_TIMEOUT_MS: u64 = 35_000;
+/// The server's defaults for signed requests (portals' `PushApiLimits`): nonces remembered
+/// per device and in all, each for 300 seconds (600 when a clock runs ahead).
+const SERVER_NONCES_PER_DEVICE: f64 = 1_000.0;
+const SERVER_NONCES: f64 = 200_000.0;
+const NONCE_WINDOW_SECS: f64 = 300.0;
+
+fn run_push_setup(args: &PushSetupArgs) -> Result<()> {
+    let api = guard::parse_target(&args.api)?;
+    let tollgate = match &args.tollgate {
+        Some(path) => path.clone(),
+        None => push_setup::tollgate_beside_me()
+            .context("no `tollgate` binary beside this program: pass --tollgate PATH")?,
+    };
+    if !tollgate.is_file() {
+        bail!("{} is not the tollgate binary", tollgate.display());
+    }
+    let done = push_setup::push_setup(&push_setup::PushSetup {
+        dir: args.dir.clone(),
+        config: args.config.clone(),
+        api,
+        tollgate,
+        parallel: args.parallel,
+        force: args.force,
+        progress: true,
+    })?;
+    println!(
+        "enrolled {} devices in {:.1} s; wrote {} (private keys, mode 0600)",
+        done.devices,
+        done.elapsed.as_secs_f64(),
+        done.path.display()
+    );
+    println!();
+    println!("then, with a RADIUS client in append mode for 127.0.0.0/8:");
+    println!(
+        "  tollgate-loadtest run --server 127.0.0.1:1812 --secret-stdin --dir {} --scenario push --concurrency 100 --duration 10 --approve-min-ms {DEFAULT_APPROVE_MIN_MS} --approve-max-ms {DEFAULT_APPROVE_MAX_MS} --warmup < {}",
+        args.dir.display(),
+        args.dir.join("secret").display()
+    );
+    Ok(())
+}
+
+/// Warns when a push run would make the server refuse signed requests for nonces: each
+/// login costs a device two (a poll and an approval).
+fn warn_about_nonces(load: Load, users: usize, duration: f64, min_ms: u64, max_ms: u64) {
+    let mean_secs = ((min_ms + max_ms) as f64 / 2.0 / 1000.0).max(0.01);
+    let rate = match load {
+        Load::Closed { concurrency } => concurrency.min(users) as f64 / mean_secs,
+        Load::Open { rate } => rate,
+    };
+    let window = duration.min(NONCE_WINDOW_SECS);
+    let total = 2.0 * rate * window;
+    let per_device = total / users.max(1) as f64;
+    if per_device > SERVER_NONCES_PER_DEVICE * 0.8 || total > SERVER_NONCES * 0.8 {
+        eprintln!(
+            "warning: about {rate:.0} push logins/s make some {per_device:.0} signed requests per \
+             device and {total:.0} in all within {window:.0} s; the server remembers at most \
+             {SERVER_NONCES_PER_DEVICE:.0} nonces per device and {SERVER_NONCES:.0} in all for \
+             {NONCE_WINDOW_SECS:.0} s and answers 429 or 503 beyond: use more users, longer \
+             delays or a shorter run"
+        );
+    }
 }
 
 fn read_secret() -> Result<Vec<u8>> {
@@ -322,7 +455,18 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
     if args.sockets_per_source == 0 || args.sockets_per_source > 256 {
         bail!("--sockets-per-source must be between 1 and 256");
     }
-    if args.timeout_ms == 0 || args.timeout_ms > 60_000 {
+    let push_run = args.scenario == Scenario::Push;
+    if !push_run
+        && (args.api.is_some() || args.approve_min_ms.is_some() || args.approve_max_ms.is_some())
+    {
+        bail!("--api, --approve-min-ms and --approve-max-ms belong to --scenario push");
+    }
+    let timeout_ms = args.timeout_ms.unwrap_or(if push_run {
+        DEFAULT_PUSH_TIMEOUT_MS
+    } else {
+        1000
+    });
+    if timeout_ms == 0 || timeout_ms > 60_000 {
         bail!("--timeout-ms must be between 1 and 60000");
     }
     if args.concurrency == Some(0) {
@@ -353,6 +497,17 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
             args.login.map_or(default_login, LoginMode::from),
             Mix::parse(&args.mix).map_err(|e| anyhow::anyhow!("--mix: {e}"))?,
         ),
+        Scenario::Push => (
+            match args.login {
+                None | Some(LoginArg::Append) => LoginMode::PushAppend,
+                Some(LoginArg::Challenge) => LoginMode::PushChallenge,
+                Some(_) => bail!(
+                    "push logins go through a client in append mode (--login append) or \
+                     challenge mode (--login challenge)"
+                ),
+            },
+            Mix::only(Kind::Good),
+        ),
     };
     if mode.needs_password() && !has_passwords {
         bail!(
@@ -380,6 +535,12 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
     // fails every login by design.
     let lockout_guard =
         (args.lockout_guard > 0 && mix.has(Kind::Good)).then_some(args.lockout_guard);
+    let (push, approvers) = if push_run {
+        let (link, approvers) = start_push(args, &users, load, timeout_ms)?;
+        (Some(link), Some(approvers))
+    } else {
+        (None, None)
+    };
     let target = Target {
         server,
         secret,
@@ -388,13 +549,14 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
         params: state::token_params(),
         lookahead: args.hotp_lookahead,
         require_reply_ma: args.reply_message_authenticator == Requirement::Required,
+        push: push.clone(),
     };
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .context("cannot install the Ctrl-C handler")?;
     }
-    let timeout = Duration::from_millis(args.timeout_ms);
+    let timeout = Duration::from_millis(timeout_ms);
     let progress = !args.quiet;
 
     let mut users = users;
@@ -415,6 +577,9 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
             timeout: timeout.max(Duration::from_secs(10)),
             threads: 1,
             lockout_guard: None,
+            // The warm-up is about the server's first password checks: its phones
+            // approve at once.
+            approve_delay: (Duration::ZERO, Duration::ZERO),
             progress,
         };
         if progress {
@@ -443,6 +608,18 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
                  mode matches the scenario and that the users were imported"
             );
         }
+        if let Some(link) = &push {
+            let app = link.take_stats();
+            if app.error_count() > 0 || app.not_found > 0 {
+                eprintln!(
+                    "warning: during the warm-up the apps had {} failed requests and {} logins \
+                     they never saw pending (first: {})",
+                    app.error_count(),
+                    app.not_found,
+                    app.first_error.as_deref().unwrap_or("none")
+                );
+            }
+        }
         warmup_report = Some(report);
         if outcome.interrupted {
             bail!("interrupted during the warm-up");
@@ -459,11 +636,18 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
         timeout,
         threads: args.threads,
         lockout_guard,
+        approve_delay: push
+            .as_ref()
+            .map_or((Duration::ZERO, Duration::ZERO), |link| {
+                (link.config().approve_min, link.config().approve_max)
+            }),
         progress,
     };
     let (outcome, users) = run_phase(&target, &phase, users, &stop)?;
     saved.update_from(&users);
     state::save(&args.dir, &saved)?;
+    let app_stats = push.as_ref().map(|link| link.take_stats());
+    drop(approvers);
 
     let config = ConfigReport {
         server: server.to_string(),
@@ -476,7 +660,7 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
         sources: source_count,
         source_base: source_base.to_string(),
         sockets_per_source: args.sockets_per_source,
-        timeout_ms: args.timeout_ms,
+        timeout_ms,
         threads: outcome.threads,
         warmup: args.warmup,
         users: users.len(),
@@ -485,7 +669,10 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
         reply_message_authenticator_required: args.reply_message_authenticator
             == Requirement::Required,
     };
-    let report = Report::build(config, warmup_report, &outcome);
+    let mut report = Report::build(config, warmup_report, &outcome);
+    if let (Some(link), Some(app)) = (&push, &app_stats) {
+        report = report.with_push(PushReport::build(link.config(), &outcome, app));
+    }
     println!("{}", report.summary());
     if let Some(path) = &args.json {
         write_json(path, &report)?;
@@ -495,6 +682,53 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Reads the devices, checks the mobile API and starts the approvers of a push run.
+fn start_push(
+    args: &RunArgs,
+    users: &[tollgate_loadtest::users::User],
+    load: Load,
+    timeout_ms: u64,
+) -> Result<(Arc<PushLink>, Approvers)> {
+    let file = devices::load(&args.dir)?;
+    let list = file.for_users(users)?;
+    let api = guard::parse_target(args.api.as_deref().unwrap_or(&file.api))?;
+    let min = args.approve_min_ms.unwrap_or(DEFAULT_APPROVE_MIN_MS);
+    let max = args
+        .approve_max_ms
+        .unwrap_or_else(|| DEFAULT_APPROVE_MAX_MS.max(min));
+    if min > max {
+        bail!("--approve-min-ms must not be above --approve-max-ms");
+    }
+    if max >= timeout_ms {
+        bail!(
+            "--approve-max-ms {max} must be below the reply timeout (--timeout-ms {timeout_ms}): \
+             the harness would give up before the phone approves"
+        );
+    }
+    if args.approvers == 0 || args.approvers > 256 {
+        bail!("--approvers must be between 1 and 256");
+    }
+    app::health(&mut http::Conn::new(api, Duration::from_secs(5))).with_context(|| {
+        format!(
+            "the mobile API does not answer on {api} (`[mobile_api] listen`, with \
+             allow_plain = true)"
+        )
+    })?;
+    warn_about_nonces(load, users.len(), args.duration, min, max);
+    let link = PushLink::new(
+        PushConfig {
+            api,
+            approve_min: Duration::from_millis(min),
+            approve_max: Duration::from_millis(max),
+            approvers: args.approvers,
+            http_timeout: Duration::from_secs(10),
+        },
+        list,
+    );
+    let approvers = Approvers::start(&link).context("cannot start the approver threads")?;
+    Ok((link, approvers))
 }
 
 fn write_json(path: &Path, report: &Report) -> Result<()> {

@@ -3,7 +3,9 @@
 //! The JSON report holds the run's configuration, its start and end times, every counter
 //! (run-wide and per kind), latency percentiles in microseconds, throughput, the open
 //! loop's lateness, the harness's own CPU time and a verdict, so that scripts (such as
-//! `compare-freeradius.sh`) can read any figure without parsing text.
+//! `compare-freeradius.sh`) can read any figure without parsing text. A push run adds a
+//! `push` object: the logins held at once, approval → Access-Accept, the apps' round trips
+//! and lateness, and their HTTP errors.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -12,6 +14,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::mix::Kind;
+use crate::push::approver::{AppStats, PushConfig};
 use crate::run::{Load, PhaseOutcome};
 use crate::stats::{Counts, KindCounts};
 use crate::sys::{rfc3339, unix_ms};
@@ -195,6 +198,113 @@ impl WarmupReport {
     }
 }
 
+/// Logins held at once: sent and not yet finally answered (for a push login, mostly the
+/// time the server holds it for the phone).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HeldReport {
+    /// The most at any moment.
+    pub max: u64,
+    /// The mean over time, from the start until the last login finished.
+    pub mean: f64,
+}
+
+/// What the simulated apps did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppCounts {
+    /// `GET /v1/challenges` sent.
+    pub polls: u64,
+    /// Polls that found the login not pending yet (looked again 10 ms later, then 20, 40,
+    /// up to every 100 ms).
+    pub empty_polls: u64,
+    /// Approvals sent.
+    pub approvals: u64,
+    /// Approvals the API answered `approved`.
+    pub approved: u64,
+    /// Logins that ended before their approval was sent (for instance a reject).
+    pub abandoned: u64,
+    /// Logins never seen pending before their timeout.
+    pub not_found: u64,
+    /// Challenges to number-match whose number the prompt did not settle.
+    pub number_unknown: u64,
+    /// Pending challenges beyond the one expected (approved as well).
+    pub extra_challenges: u64,
+}
+
+/// The push scenario's figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PushReport {
+    /// The mobile API.
+    pub api: String,
+    /// `--approve-min-ms`.
+    pub approve_min_ms: u64,
+    /// `--approve-max-ms`.
+    pub approve_max_ms: u64,
+    /// `--approvers`.
+    pub approvers: usize,
+    /// Logins held at once.
+    pub held: HeldReport,
+    /// From the moment an approval's POST left to the Access-Accept.
+    pub approval_to_accept_us: Percentiles,
+    /// From an approval's due time until an app worked on it (a backlog of approvers
+    /// shows here, and lengthens the login latency by as much).
+    pub approval_lateness_us: Percentiles,
+    /// Round trips of `GET /v1/challenges`.
+    pub poll_rtt_us: Percentiles,
+    /// Round trips of `POST /v1/challenges/{id}`.
+    pub approve_rtt_us: Percentiles,
+    /// What the apps did.
+    pub app: AppCounts,
+    /// Failed requests by kind: `HTTP <status>`, `connect`, `io`, `closed`, `malformed`,
+    /// `too-large`, `bad-answer`.
+    pub http_errors: BTreeMap<String, u64>,
+    /// The first failed request, as text.
+    pub first_http_error: Option<String>,
+}
+
+impl PushReport {
+    /// The push figures of a phase: the workers' part from `outcome`, the apps' from `app`.
+    pub fn build(config: &PushConfig, outcome: &PhaseOutcome, app: &AppStats) -> PushReport {
+        let stats = &outcome.stats;
+        let elapsed_us = outcome.elapsed.as_secs_f64() * 1e6;
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        PushReport {
+            api: config.api.to_string(),
+            approve_min_ms: ms(config.approve_min),
+            approve_max_ms: ms(config.approve_max),
+            approvers: config.approvers,
+            held: HeldReport {
+                max: stats.held_max,
+                mean: if elapsed_us > 0.0 {
+                    round1(stats.held_us as f64 / elapsed_us)
+                } else {
+                    0.0
+                },
+            },
+            approval_to_accept_us: Percentiles::of(&stats.approval_latency),
+            approval_lateness_us: Percentiles::of(&app.lateness),
+            poll_rtt_us: Percentiles::of(&app.poll_rtt),
+            approve_rtt_us: Percentiles::of(&app.approve_rtt),
+            app: AppCounts {
+                polls: app.polls,
+                empty_polls: app.empty_polls,
+                approvals: app.approvals,
+                approved: app.approved,
+                abandoned: app.abandoned,
+                not_found: app.not_found,
+                number_unknown: app.number_unknown,
+                extra_challenges: app.extra_challenges,
+            },
+            http_errors: app.errors.clone(),
+            first_http_error: app.first_error.clone(),
+        }
+    }
+
+    /// Whether the apps did their part without a fault.
+    pub fn clean(&self) -> bool {
+        self.http_errors.is_empty() && self.app.not_found == 0 && self.app.number_unknown == 0
+    }
+}
+
 /// The whole JSON report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -238,8 +348,11 @@ pub struct Report {
     pub open_loop: Option<OpenLoopReport>,
     /// The harness's own CPU use.
     pub harness_cpu: CpuReport,
+    /// The push scenario's figures.
+    pub push: Option<PushReport>,
     /// True when every transaction ended as expected: no failures, timeouts, bad replies
-    /// or send errors.
+    /// or send errors (and, in a push run, no HTTP error and no login the apps could not
+    /// find or number-match).
     pub passed: bool,
 }
 
@@ -299,8 +412,8 @@ impl Report {
                 0.0
             },
         };
-        let login_latency_us =
-            (config.login == "challenge").then(|| Percentiles::of(&stats.login_latency));
+        let two_or_held = config.login == "challenge" || config.login.starts_with("push");
+        let login_latency_us = two_or_held.then(|| Percentiles::of(&stats.login_latency));
         Report {
             tool: "tollgate-loadtest".to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -326,8 +439,16 @@ impl Report {
             login_latency_us,
             open_loop,
             harness_cpu,
+            push: None,
             passed: c.failures == 0 && c.timeouts == 0 && c.bad_replies == 0 && c.send_errors == 0,
         }
+    }
+
+    /// Adds the push figures, which also decide the verdict.
+    pub fn with_push(mut self, push: PushReport) -> Report {
+        self.passed = self.passed && push.clean();
+        self.push = Some(push);
+        self
     }
 
     /// The human-readable summary printed at the end of a run.
@@ -420,6 +541,9 @@ impl Report {
                 );
             }
         }
+        if let Some(p) = &self.push {
+            push_summary(&mut s, p);
+        }
         let _ = writeln!(
             s,
             "harness cpu  {:.2} s user + {:.2} s system = {:.2} cores, {:.1} µs per datagram",
@@ -437,10 +561,74 @@ impl Report {
             if self.passed {
                 "PASS: every transaction ended as expected"
             } else {
-                "FAIL: see failures, timeouts and bad replies above"
+                "FAIL: see failures, timeouts, bad replies (and the apps' errors) above"
             }
         );
         s
+    }
+}
+
+/// The push lines of the summary.
+fn push_summary(s: &mut String, p: &PushReport) {
+    let _ = writeln!(
+        s,
+        "held         max {} at once, mean {:.1} (approval after {} to {}, {} approvers)",
+        p.held.max,
+        p.held.mean,
+        format_us(p.approve_min_ms * 1000),
+        format_us(p.approve_max_ms * 1000),
+        p.approvers
+    );
+    let l = &p.approval_to_accept_us;
+    let _ = writeln!(
+        s,
+        "approval→ok  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  ({} accepts after an approval)",
+        format_us(l.p50),
+        format_us(l.p90),
+        format_us(l.p99),
+        format_us(l.p999),
+        format_us(l.max),
+        l.count
+    );
+    let _ = writeln!(
+        s,
+        "app http     poll p50 {} p99 {}; approve p50 {} p99 {}; late p99 {} max {}",
+        format_us(p.poll_rtt_us.p50),
+        format_us(p.poll_rtt_us.p99),
+        format_us(p.approve_rtt_us.p50),
+        format_us(p.approve_rtt_us.p99),
+        format_us(p.approval_lateness_us.p99),
+        format_us(p.approval_lateness_us.max),
+    );
+    if p.approval_lateness_us.p99 > 10_000 {
+        let _ = writeln!(
+            s,
+            "app late     approvals started up to {} after their time (p99 {}); the login latency \
+             includes it: raise --approvers, or the server's API is slow",
+            format_us(p.approval_lateness_us.max),
+            format_us(p.approval_lateness_us.p99)
+        );
+    }
+    let a = &p.app;
+    let _ = writeln!(
+        s,
+        "app          {} polls ({} found nothing yet), {} approvals ({} approved), {} ended before approval, {} never pending, {} numbers unknown, {} extra",
+        a.polls, a.empty_polls, a.approvals, a.approved, a.abandoned, a.not_found, a.number_unknown, a.extra_challenges
+    );
+    if p.http_errors.is_empty() {
+        let _ = writeln!(s, "http errors  none");
+    } else {
+        let list: Vec<String> = p
+            .http_errors
+            .iter()
+            .map(|(k, v)| format!("{k} × {v}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "http errors  {} (first: {})",
+            list.join(", "),
+            p.first_http_error.as_deref().unwrap_or("?")
+        );
     }
 }
 
@@ -461,6 +649,13 @@ mod tests {
     use crate::stats::{record, Stats};
     use crate::sys::CpuTimes;
     use std::time::{Duration, SystemTime};
+
+    fn config_of(login: &str) -> ConfigReport {
+        ConfigReport {
+            login: login.into(),
+            ..config(LoadReport::Closed { concurrency: 10 })
+        }
+    }
 
     fn config(load: LoadReport) -> ConfigReport {
         ConfigReport {
@@ -606,6 +801,56 @@ mod tests {
         let json = serde_json::to_value(&report).unwrap();
         assert!(json["open_loop"].is_null());
         assert_eq!(json["config"]["load"]["concurrency"], 8);
+    }
+
+    #[test]
+    fn a_push_report_adds_its_figures_and_its_errors_fail_the_run() {
+        let mut out = outcome();
+        out.stats.counts.timeouts = 0;
+        out.stats.held_max = 7;
+        // 5 logins held on average over the 2 s the phase lasted.
+        out.stats.held_us = 10_000_000;
+        record(&mut out.stats.approval_latency, Duration::from_millis(3));
+        let config = PushConfig {
+            api: "127.0.0.1:8443".parse().unwrap(),
+            approve_min: Duration::from_millis(50),
+            approve_max: Duration::from_millis(200),
+            approvers: 8,
+            http_timeout: Duration::from_secs(10),
+        };
+        let mut cfg = config_of("push-append");
+        cfg.scenario = "push".into();
+        let mut app = AppStats::new();
+        app.polls = 8;
+        app.approvals = 8;
+        app.approved = 8;
+        let clean = Report::build(cfg.clone(), None, &out)
+            .with_push(PushReport::build(&config, &out, &app));
+        assert!(clean.passed);
+        let json = serde_json::to_value(&clean).unwrap();
+        assert_eq!(json["push"]["held"]["max"], 7);
+        assert_eq!(json["push"]["held"]["mean"], 5.0);
+        assert_eq!(json["push"]["approve_min_ms"], 50);
+        assert_eq!(json["push"]["approval_to_accept_us"]["count"], 1);
+        assert_eq!(json["push"]["app"]["approved"], 8);
+        assert!(json["login_latency_us"].is_object());
+        assert!(clean
+            .summary()
+            .contains("held         max 7 at once, mean 5.0"));
+        assert!(clean.summary().contains("http errors  none"));
+
+        app.errors.insert("HTTP 429".into(), 2);
+        app.first_error = Some("GET /v1/challenges: HTTP 429: {}".into());
+        let failed =
+            Report::build(cfg, None, &out).with_push(PushReport::build(&config, &out, &app));
+        assert!(!failed.passed);
+        assert!(
+            failed.summary().contains("HTTP 429 × 2"),
+            "{}",
+            failed.summary()
+        );
+        let back: Report = serde_json::from_value(serde_json::to_value(&failed).unwrap()).unwrap();
+        assert_eq!(back, failed);
     }
 
     #[test]

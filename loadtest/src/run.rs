@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 use tollgate_engine::otp::TokenParams;
 
 use crate::mix::Mix;
+use crate::push::approver::PushLink;
 use crate::schedule::OpenSchedule;
 use crate::stats::Stats;
 use crate::sys::{cpu_times, CpuTimes};
@@ -55,6 +56,8 @@ pub struct Target {
     pub lookahead: u64,
     /// See [`WorkerSetup::require_reply_ma`].
     pub require_reply_ma: bool,
+    /// Push logins: the approvers (see [`WorkerSetup::push`]).
+    pub push: Option<Arc<PushLink>>,
 }
 
 /// One phase: what to send, how fast and for how long.
@@ -78,6 +81,9 @@ pub struct Phase {
     pub threads: usize,
     /// See [`WorkerSetup::lockout_guard`].
     pub lockout_guard: Option<u32>,
+    /// Push logins: the shortest and longest delay from a login's send to its approval
+    /// (see [`WorkerSetup::approve_delay`]).
+    pub approve_delay: (Duration, Duration),
     /// Whether to print the progress line.
     pub progress: bool,
 }
@@ -194,10 +200,12 @@ pub fn run_phase(
             started: Arc::clone(&started),
             stop: Arc::clone(stop),
             lockout_guard: phase.lockout_guard,
+            approve_delay: phase.approve_delay,
             lookahead: target.lookahead,
             params: target.params,
             require_reply_ma: target.require_reply_ma,
             report: Some(tx.clone()),
+            push: target.push.clone(),
         });
     }
     drop(tx);
@@ -226,10 +234,12 @@ pub fn run_phase(
             let now = Instant::now();
             if now >= next_print {
                 if phase.progress {
-                    eprintln!(
-                        "{}",
-                        progress_line(phase.label, now - start, now - last_print, &window, &total)
-                    );
+                    let mut line =
+                        progress_line(phase.label, now - start, now - last_print, &window, &total);
+                    if let Some(link) = &target.push {
+                        line.push_str(&format!("  held {}", link.held()));
+                    }
+                    eprintln!("{line}");
                 }
                 window = Stats::new();
                 last_print = now;

@@ -145,7 +145,7 @@ pub fn save(dir: &Path, state: &State) -> Result<()> {
 }
 
 /// Creates (or with `overwrite` replaces) a file of mode 0600 with `bytes`.
-fn write_private(path: &Path, bytes: &[u8], overwrite: bool) -> Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8], overwrite: bool) -> Result<()> {
     let mut options = OpenOptions::new();
     options.write(true).mode(0o600);
     if overwrite {

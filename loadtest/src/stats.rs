@@ -123,6 +123,15 @@ pub struct Stats {
     /// Latency of each answered transaction, from its first datagram to its final reply
     /// (differs from `latency` only in challenge mode).
     pub login_latency: Histogram<u64>,
+    /// Push logins: from the moment the approval left (its POST was sent) to the
+    /// Access-Accept.
+    pub approval_latency: Histogram<u64>,
+    /// Push logins: the most held at once (sent and not yet finally answered) over every
+    /// worker, as seen by the worker that sent one.
+    pub held_max: u64,
+    /// Push logins: the integral of this worker's held logins over time, in login·µs; the
+    /// workers' sum over the phase's length is the mean held at once.
+    pub held_us: u64,
     /// The largest lateness of an open-loop send.
     pub max_lateness: Duration,
     /// When the last verified reply arrived.
@@ -143,6 +152,9 @@ impl Stats {
             kinds: [KindCounts::default(); 6],
             latency: new_histogram(),
             login_latency: new_histogram(),
+            approval_latency: new_histogram(),
+            held_max: 0,
+            held_us: 0,
             max_lateness: Duration::ZERO,
             last_reply: None,
         }
@@ -162,6 +174,9 @@ impl Stats {
         // Both histograms have the same bounds, so adding cannot fail.
         let _ = self.latency.add(&other.latency);
         let _ = self.login_latency.add(&other.login_latency);
+        let _ = self.approval_latency.add(&other.approval_latency);
+        self.held_max = self.held_max.max(other.held_max);
+        self.held_us = self.held_us.saturating_add(other.held_us);
         self.max_lateness = self.max_lateness.max(other.max_lateness);
         self.last_reply = self.last_reply.max(other.last_reply);
     }

@@ -10,6 +10,11 @@
 //! Nothing is shared with other workers on the hot path except two atomics (the run-wide
 //! transaction budget and the stop flag); counts and histograms are handed to the
 //! coordinator once a second. Buffers are reused, so a request costs no allocation.
+//!
+//! In the push scenario the worker also tells the approvers ([`crate::push::approver`]) of
+//! each login it sends (with the approval delay it draws), of the number an
+//! Access-Challenge shows, and of each login's end; it measures approval → Access-Accept
+//! and integrates the logins it holds over time.
 
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind};
@@ -31,6 +36,7 @@ use tollgate_engine::radius::{
 use crate::ids::IdPool;
 use crate::mix::{Kind, Mix, Picker};
 use crate::packet::{encode_access_request, encode_malformed, AccessRequest};
+use crate::push::approver::{numbers_in, PushLink};
 use crate::schedule::{lateness, OpenSchedule};
 use crate::stats::{record, Stats};
 use crate::users::{User, UserPool};
@@ -63,7 +69,7 @@ pub fn expected(kind: Kind, mode: LoginMode, leg: u8) -> Expect {
     }
     // An unknown user is refused at once; every known user's password is right, so in
     // challenge mode the first step of every other kind is answered with a challenge.
-    let two_steps = mode == LoginMode::Challenge && kind != Kind::UnknownUser;
+    let two_steps = mode.two_steps() && kind != Kind::UnknownUser;
     if two_steps && leg == 0 {
         return Expect::Challenge;
     }
@@ -114,6 +120,8 @@ pub struct WorkerSetup {
     /// Failure kinds go only to users with fewer failures than this since their last
     /// accepted login (`None`: no such care, as in the pure reject scenario).
     pub lockout_guard: Option<u32>,
+    /// Push logins: each is approved after a delay drawn uniformly between these two.
+    pub approve_delay: (Duration, Duration),
     /// How many counters past the next one the server accepts (its HOTP look-ahead).
     pub lookahead: u64,
     /// The users' token parameters.
@@ -123,6 +131,9 @@ pub struct WorkerSetup {
     pub require_reply_ma: bool,
     /// Where to hand the counts once a second; without it they are returned at the end.
     pub report: Option<Sender<Stats>>,
+    /// Push logins: the approvers, which approve each login after the delay the worker
+    /// draws, and count the logins held at once.
+    pub push: Option<Arc<PushLink>>,
 }
 
 /// What a worker hands back when it is done.
@@ -217,10 +228,15 @@ pub struct Worker {
     started: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     lockout_guard: Option<u32>,
+    approve_delay: (Duration, Duration),
     lookahead: u64,
     params: TokenParams,
     require_reply_ma: bool,
     report: Option<Sender<Stats>>,
+    push: Option<Arc<PushLink>>,
+    /// Push logins of this worker held now, and since when (for the time integral).
+    held: u64,
+    held_since: Instant,
 
     socks: Vec<Sock>,
     users: UserPool,
@@ -282,10 +298,14 @@ impl Worker {
             started: setup.started,
             stop: setup.stop,
             lockout_guard: setup.lockout_guard,
+            approve_delay: setup.approve_delay,
             lookahead: setup.lookahead,
             params: setup.params,
             require_reply_ma: setup.require_reply_ma,
             report: setup.report,
+            push: setup.push,
+            held: 0,
+            held_since: setup.start,
             socks,
             users: UserPool::new(setup.users),
             txns: Vec::new(),
@@ -560,10 +580,62 @@ impl Worker {
                 self.stats.max_lateness = self.stats.max_lateness.max(late);
             }
         }
+        if let Some(u) = user {
+            self.push_begin(u, now);
+        }
         if !self.transmit(t, sock, intended, now) {
             self.finish(t, End::SendError, None, now);
         }
         Start::Started
+    }
+
+    /// Push logins: queues the approval of user `u`'s login after a random delay, and
+    /// counts it as held.
+    fn push_begin(&mut self, u: usize, now: Instant) {
+        let Some(link) = self.push.clone() else {
+            return;
+        };
+        let (min, max) = (
+            u64::try_from(self.approve_delay.0.as_micros()).unwrap_or(u64::MAX),
+            u64::try_from(self.approve_delay.1.as_micros()).unwrap_or(u64::MAX),
+        );
+        let delay = Duration::from_micros(if max > min {
+            self.rng.gen_range(min..=max)
+        } else {
+            min
+        });
+        self.held_tick(now);
+        self.held += 1;
+        let index = self.users.get(u).index;
+        let held = link.begin(index, now, delay, now + self.timeout);
+        self.stats.held_max = self.stats.held_max.max(held);
+    }
+
+    /// Push logins: user `u`'s login ended with `reply`; measures approval → accept.
+    fn push_end(&mut self, u: usize, reply: Option<Code>, now: Instant) {
+        let Some(link) = self.push.clone() else {
+            return;
+        };
+        self.held_tick(now);
+        self.held = self.held.saturating_sub(1);
+        let approved_at = link.end(self.users.get(u).index);
+        if let (Some(Code::AccessAccept), Some(at)) = (reply, approved_at) {
+            record(
+                &mut self.stats.approval_latency,
+                now.saturating_duration_since(at),
+            );
+        }
+    }
+
+    /// Adds the logins held since the last change to the time integral.
+    fn held_tick(&mut self, now: Instant) {
+        let span = now.saturating_duration_since(self.held_since);
+        let us = u64::try_from(span.as_micros()).unwrap_or(u64::MAX);
+        self.stats.held_us = self
+            .stats
+            .held_us
+            .saturating_add(self.held.saturating_mul(us));
+        self.held_since = self.held_since.max(now);
     }
 
     /// A socket with a free identifier, round-robin so that every simulated NAS gets its
@@ -674,14 +746,15 @@ impl Worker {
             return Ok(());
         }
         let wants_password = match self.mode {
-            LoginMode::Append | LoginMode::Pap => true,
-            LoginMode::Challenge => leg == 0,
+            LoginMode::Append | LoginMode::Pap | LoginMode::PushAppend => true,
+            LoginMode::Challenge | LoginMode::PushChallenge => leg == 0,
             LoginMode::Passcode => false,
         };
+        // A push login's second step is the user pressing Enter: an empty password.
         let wants_code = match self.mode {
             LoginMode::Append | LoginMode::Passcode => true,
             LoginMode::Challenge => leg == 1,
-            LoginMode::Pap => false,
+            LoginMode::Pap | LoginMode::PushAppend | LoginMode::PushChallenge => false,
         };
         let mut code = [0u8; 8];
         let mut code_len = 0;
@@ -815,6 +888,13 @@ impl Worker {
             if let Some(state) = reply.attribute(attr::STATE) {
                 txn.state.extend_from_slice(state);
             }
+            // Number matching: the prompt shows the number to pick on the phone.
+            if let (LoginMode::PushChallenge, Some(link), Some(u)) =
+                (self.mode, &self.push, txn.user)
+            {
+                let shown = numbers_in(reply.attribute(attr::REPLY_MESSAGE).unwrap_or_default());
+                link.show_prompt(self.users.get(u).index, &shown);
+            }
         }
         self.free_slot(s, id);
         self.step(t, Some(code), now);
@@ -887,6 +967,7 @@ impl Worker {
             );
         }
         if let Some(u) = user {
+            self.push_end(u, reply, now);
             // Track failures the way the server's lockout rule does: an accept clears them,
             // a reject adds one. A failure kind that timed out may have been counted by the
             // server, so it is assumed to have been.
@@ -1020,7 +1101,12 @@ mod tests {
     #[test]
     fn every_kind_expects_the_right_answer_in_every_mode() {
         use Expect::*;
-        for mode in [LoginMode::Append, LoginMode::Passcode, LoginMode::Pap] {
+        for mode in [
+            LoginMode::Append,
+            LoginMode::Passcode,
+            LoginMode::Pap,
+            LoginMode::PushAppend,
+        ] {
             assert_eq!(expected(Kind::Good, mode, 0), Accept);
             assert_eq!(expected(Kind::WrongCode, mode, 0), Reject);
             assert_eq!(expected(Kind::Replay, mode, 0), Reject);
@@ -1034,6 +1120,9 @@ mod tests {
         assert_eq!(expected(Kind::WrongCode, c, 0), Challenge);
         assert_eq!(expected(Kind::WrongCode, c, 1), Reject);
         assert_eq!(expected(Kind::UnknownUser, c, 0), Reject);
+        let p = LoginMode::PushChallenge;
+        assert_eq!(expected(Kind::Good, p, 0), Challenge);
+        assert_eq!(expected(Kind::Good, p, 1), Accept);
     }
 
     #[test]

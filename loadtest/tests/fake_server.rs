@@ -133,6 +133,7 @@ fn check(load: Load, threads: usize, max: Option<u64>, duration: Duration) -> u6
         params: state::token_params(),
         lookahead: LOOKAHEAD,
         require_reply_ma: true,
+        push: None,
     };
     let phase = Phase {
         label: "test",
@@ -144,6 +145,7 @@ fn check(load: Load, threads: usize, max: Option<u64>, duration: Duration) -> u6
         timeout: Duration::from_secs(5),
         threads,
         lockout_guard: None,
+        approve_delay: (Duration::ZERO, Duration::ZERO),
         progress: false,
     };
     let (outcome, back) =
