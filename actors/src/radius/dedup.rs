@@ -6,6 +6,7 @@
 //! reply byte for byte, so a passcode is never checked twice. The cache is bounded both in
 //! time and in entries.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -23,18 +24,16 @@ pub struct DedupKey {
     pub authenticator: [u8; 16],
 }
 
-enum Slot {
-    InProgress { since: Instant },
-    Done { reply: Box<[u8]>, at: Instant },
-}
+/// A request answered later than this after its first sight keeps its reply a whole window
+/// from the answer (inline logins are answered within microseconds and keep one entry).
+const RESTAMP_AFTER: Duration = Duration::from_secs(1);
 
-impl Slot {
-    fn born(&self) -> Instant {
-        match self {
-            Slot::InProgress { since } => *since,
-            Slot::Done { at, .. } => *at,
-        }
-    }
+/// A remembered request, with the time it was first seen: the window and the eviction
+/// order both count from then, so a request is remembered once in `order`.
+struct Slot {
+    since: Instant,
+    /// The reply, once answered.
+    reply: Option<Box<[u8]>>,
 }
 
 /// What the cache knows of an arriving request.
@@ -76,50 +75,73 @@ impl DuplicateCache {
                 break;
             }
             self.order.pop_front();
-            if self.slots.get(&key).is_some_and(|s| s.born() == born) {
-                self.slots.remove(&key);
+            if let Entry::Occupied(slot) = self.slots.entry(key) {
+                if slot.get().since == born {
+                    slot.remove();
+                }
             }
         }
         // The order queue can outgrow the map only by keys already gone; compact it then.
         if self.order.len() > self.capacity.saturating_mul(2) {
             let slots = &self.slots;
             self.order
-                .retain(|(born, key)| slots.get(key).is_some_and(|s| s.born() == *born));
+                .retain(|(born, key)| slots.get(key).is_some_and(|s| s.since == *born));
         }
     }
 
     /// Looks a request up, marking it in progress when it is new.
     pub fn begin(&mut self, key: DedupKey, now: Instant) -> Seen<'_> {
         self.evict(now);
-        if self.slots.contains_key(&key) {
-            return match &self.slots[&key] {
-                Slot::InProgress { .. } => Seen::InProgress,
-                Slot::Done { reply, .. } => Seen::Answered(reply),
-            };
+        match self.slots.entry(key) {
+            Entry::Occupied(slot) => match &slot.into_mut().reply {
+                None => Seen::InProgress,
+                Some(reply) => Seen::Answered(reply),
+            },
+            Entry::Vacant(slot) => {
+                slot.insert(Slot {
+                    since: now,
+                    reply: None,
+                });
+                self.order.push_back((now, key));
+                Seen::New
+            }
         }
-        self.slots.insert(key, Slot::InProgress { since: now });
-        self.order.push_back((now, key));
-        Seen::New
     }
 
-    /// Records the reply to a request, for its retransmits.
+    /// Records the reply to a request, for its retransmits. The window counts from the
+    /// request's first sight, or from now for one that took longer than
+    /// [`RESTAMP_AFTER`] (a login held for a phone's approval), so that its reply is kept a
+    /// whole window too. A request no longer remembered (evicted meanwhile) is remembered
+    /// anew.
     pub fn finish(&mut self, key: DedupKey, reply: &[u8], now: Instant) {
-        self.slots.insert(
-            key,
-            Slot::Done {
-                reply: reply.into(),
-                at: now,
-            },
-        );
-        self.order.push_back((now, key));
-        self.evict(now);
+        match self.slots.entry(key) {
+            Entry::Occupied(slot) => {
+                let slot = slot.into_mut();
+                slot.reply = Some(reply.into());
+                if now.saturating_duration_since(slot.since) >= RESTAMP_AFTER {
+                    // The entry under the old time in `order` is now stale and skipped.
+                    slot.since = now;
+                    self.order.push_back((now, key));
+                }
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(Slot {
+                    since: now,
+                    reply: Some(reply.into()),
+                });
+                self.order.push_back((now, key));
+                self.evict(now);
+            }
+        }
     }
 
     /// Forgets a request that will not be answered (shed, or its worker died), so that a
     /// retransmit is worked on afresh.
     pub fn abandon(&mut self, key: &DedupKey) {
-        if matches!(self.slots.get(key), Some(Slot::InProgress { .. })) {
-            self.slots.remove(key);
+        if let Entry::Occupied(slot) = self.slots.entry(*key) {
+            if slot.get().reply.is_none() {
+                slot.remove();
+            }
         }
     }
 
@@ -184,6 +206,25 @@ mod tests {
             Seen::Answered(b"r"),
             "answered entries stay"
         );
+    }
+
+    #[test]
+    fn a_reply_that_took_long_is_kept_a_whole_window_from_the_answer() {
+        let t0 = Instant::now();
+        let mut c = DuplicateCache::new(Duration::from_secs(30), 100);
+        assert_eq!(c.begin(key(1), t0), Seen::New);
+        // Held 25 s for a phone, then answered.
+        c.finish(key(1), b"late", t0 + Duration::from_secs(25));
+        assert_eq!(
+            c.begin(key(1), t0 + Duration::from_secs(50)),
+            Seen::Answered(b"late")
+        );
+        assert_eq!(c.begin(key(1), t0 + Duration::from_secs(56)), Seen::New);
+        // A quick answer keeps its one entry in the eviction order.
+        let before = c.order.len();
+        assert_eq!(c.begin(key(2), t0 + Duration::from_secs(56)), Seen::New);
+        c.finish(key(2), b"quick", t0 + Duration::from_secs(56));
+        assert_eq!(c.order.len(), before + 1);
     }
 
     #[test]
