@@ -137,6 +137,16 @@ impl Node {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// A one-time enrolment code for a phone of `user` (`tollgate device enrol`).
+    pub fn enrolment_code(&self, user: &str) -> String {
+        let out = self.ok(&["device", "enrol", user, "--no-qr"], None);
+        out.lines()
+            .next()
+            .and_then(|l| l.rsplit(' ').next())
+            .expect("an enrolment code")
+            .to_owned()
+    }
+
     /// Adds the test client (secret [`SECRET`], 127.0.0.1) in a login mode.
     pub fn add_client(&self, name: &str, mode: &str, require_ma: bool) {
         self.ok(

@@ -738,13 +738,7 @@ fn a_directory_user_approves_on_the_phone_enrolled_for_their_entry() {
         &["user", "set", "alice@example.com", "--delivery", "push"],
         None,
     );
-    let out = node.ok(&["device", "enrol", "alice@example.com", "--no-qr"], None);
-    let code = out
-        .lines()
-        .next()
-        .and_then(|l| l.rsplit(' ').next())
-        .expect("an enrolment code")
-        .to_owned();
+    let code = node.enrolment_code("alice@example.com");
     let addr = node.start();
     let api = format!("127.0.0.1:{port}").parse().unwrap();
     let app = tollgate_tests::peers::PhoneApp::enrol(api, &code);

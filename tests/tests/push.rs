@@ -29,13 +29,7 @@ fn setup_with(mode: &str, timeout_secs: u64, extra: &str) -> Setup {
         Some("Secret123\n"),
     );
     node.ok(&["user", "set", "alice", "--delivery", "push"], None);
-    let out = node.ok(&["device", "enrol", "alice", "--no-qr"], None);
-    let code = out
-        .lines()
-        .next()
-        .and_then(|l| l.rsplit(' ').next())
-        .expect("an enrolment code")
-        .to_owned();
+    let code = node.enrolment_code("alice");
     node.start();
     let api = format!("127.0.0.1:{port}").parse().unwrap();
     let app = PhoneApp::enrol(api, &code);
