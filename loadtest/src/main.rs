@@ -610,12 +610,12 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
         }
         if let Some(link) = &push {
             let app = link.take_stats();
-            if app.error_count() > 0 || app.not_found > 0 {
+            if app.error_count() > 0 || app.counts.not_found > 0 {
                 eprintln!(
                     "warning: during the warm-up the apps had {} failed requests and {} logins \
                      they never saw pending (first: {})",
                     app.error_count(),
-                    app.not_found,
+                    app.counts.not_found,
                     app.first_error.as_deref().unwrap_or("none")
                 );
             }

@@ -209,7 +209,7 @@ pub struct HeldReport {
 }
 
 /// What the simulated apps did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppCounts {
     /// `GET /v1/challenges` sent.
     pub polls: u64,
@@ -228,6 +228,20 @@ pub struct AppCounts {
     pub number_unknown: u64,
     /// Pending challenges beyond the one expected (approved as well).
     pub extra_challenges: u64,
+}
+
+impl AppCounts {
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: &AppCounts) {
+        self.polls += other.polls;
+        self.empty_polls += other.empty_polls;
+        self.approvals += other.approvals;
+        self.approved += other.approved;
+        self.abandoned += other.abandoned;
+        self.not_found += other.not_found;
+        self.number_unknown += other.number_unknown;
+        self.extra_challenges += other.extra_challenges;
+    }
 }
 
 /// The push scenario's figures.
@@ -284,16 +298,7 @@ impl PushReport {
             approval_lateness_us: Percentiles::of(&app.lateness),
             poll_rtt_us: Percentiles::of(&app.poll_rtt),
             approve_rtt_us: Percentiles::of(&app.approve_rtt),
-            app: AppCounts {
-                polls: app.polls,
-                empty_polls: app.empty_polls,
-                approvals: app.approvals,
-                approved: app.approved,
-                abandoned: app.abandoned,
-                not_found: app.not_found,
-                number_unknown: app.number_unknown,
-                extra_challenges: app.extra_challenges,
-            },
+            app: app.counts,
             http_errors: app.errors.clone(),
             first_http_error: app.first_error.clone(),
         }
@@ -821,9 +826,9 @@ mod tests {
         let mut cfg = config_of("push-append");
         cfg.scenario = "push".into();
         let mut app = AppStats::new();
-        app.polls = 8;
-        app.approvals = 8;
-        app.approved = 8;
+        app.counts.polls = 8;
+        app.counts.approvals = 8;
+        app.counts.approved = 8;
         let clean = Report::build(cfg.clone(), None, &out)
             .with_push(PushReport::build(&config, &out, &app));
         assert!(clean.passed);

@@ -32,6 +32,7 @@ use rand::SeedableRng;
 
 use super::app::{self, AppError, Challenge, Device};
 use super::http::Conn;
+use crate::report::AppCounts;
 use crate::stats::{new_histogram, record};
 
 /// How soon an approval that found no pending challenge looks again; the wait doubles with
@@ -63,23 +64,8 @@ pub struct PushConfig {
 /// What the approvers counted.
 #[derive(Debug, Clone)]
 pub struct AppStats {
-    /// `GET /v1/challenges` sent.
-    pub polls: u64,
-    /// Polls that found no pending challenge yet (looked again later).
-    pub empty_polls: u64,
-    /// Approvals sent (`POST /v1/challenges/{id}`).
-    pub approvals: u64,
-    /// Approvals the API answered `approved`.
-    pub approved: u64,
-    /// Logins that ended (answered or timed out) before their approval was sent.
-    pub abandoned: u64,
-    /// Logins whose challenge never showed up in the pending list before their timeout.
-    pub not_found: u64,
-    /// Challenges with numbers to pick that the prompt's numbers did not settle.
-    pub number_unknown: u64,
-    /// Pending challenges beyond the one expected (left over from a login the harness
-    /// gave up on before the server did); they are approved too.
-    pub extra_challenges: u64,
+    /// The counts that go into the report as they are.
+    pub counts: AppCounts,
     /// Failed requests by kind: `HTTP <status>` for an unexpected status, `connect`, `io`,
     /// `closed`, `malformed`, `too-large` for transport failures, `bad-answer` for a body
     /// that did not say what it should.
@@ -104,14 +90,7 @@ impl AppStats {
     /// Nothing counted yet.
     pub fn new() -> AppStats {
         AppStats {
-            polls: 0,
-            empty_polls: 0,
-            approvals: 0,
-            approved: 0,
-            abandoned: 0,
-            not_found: 0,
-            number_unknown: 0,
-            extra_challenges: 0,
+            counts: AppCounts::default(),
             errors: BTreeMap::new(),
             first_error: None,
             lateness: new_histogram(),
@@ -122,14 +101,7 @@ impl AppStats {
 
     /// Adds `other` into `self`.
     pub fn merge(&mut self, other: &AppStats) {
-        self.polls += other.polls;
-        self.empty_polls += other.empty_polls;
-        self.approvals += other.approvals;
-        self.approved += other.approved;
-        self.abandoned += other.abandoned;
-        self.not_found += other.not_found;
-        self.number_unknown += other.number_unknown;
-        self.extra_challenges += other.extra_challenges;
+        self.counts.merge(&other.counts);
         for (k, v) in &other.errors {
             *self.errors.entry(k.clone()).or_default() += v;
         }
@@ -422,12 +394,12 @@ impl PushLink {
             record(&mut stats.lateness, now.saturating_duration_since(job.due));
         }
         if slot.login.load(Ordering::Acquire) != job.serial {
-            stats.abandoned += 1;
+            stats.counts.abandoned += 1;
             return None;
         }
         let polled = job.found.is_empty();
         let challenges = if polled {
-            stats.polls += 1;
+            stats.counts.polls += 1;
             let started = Instant::now();
             let answer = device
                 .send(conn, rng, "GET", "/v1/challenges", b"", || {})
@@ -448,9 +420,9 @@ impl PushLink {
         };
         let now = Instant::now();
         if challenges.is_empty() {
-            stats.empty_polls += 1;
+            stats.counts.empty_polls += 1;
             if now >= job.deadline {
-                stats.not_found += 1;
+                stats.counts.not_found += 1;
                 return None;
             }
             job.due = now + poll_again(job.empty);
@@ -458,7 +430,7 @@ impl PushLink {
             return Some(job);
         }
         if polled {
-            stats.extra_challenges += challenges.len().saturating_sub(1) as u64;
+            stats.counts.extra_challenges += challenges.len().saturating_sub(1) as u64;
         }
         let shown = unpack_shown(slot.shown.load(Ordering::Acquire));
         let mut waiting = Vec::new();
@@ -475,14 +447,14 @@ impl PushLink {
                     Some(shown) => match app::pick_number(&challenge.numbers, shown) {
                         Some(n) => Some(n),
                         None => {
-                            stats.number_unknown += 1;
+                            stats.counts.number_unknown += 1;
                             continue;
                         }
                     },
                 }
             };
             let (path, body) = app::approval(&challenge.id, number);
-            stats.approvals += 1;
+            stats.counts.approvals += 1;
             let mut started = Instant::now();
             let answer = device
                 .send(conn, rng, "POST", &path, body.as_bytes(), || {
@@ -496,7 +468,7 @@ impl PushLink {
                 .and_then(app::parse_approved);
             match answer {
                 Ok(()) => {
-                    stats.approved += 1;
+                    stats.counts.approved += 1;
                     record(&mut stats.approve_rtt, started.elapsed());
                 }
                 Err(e) => stats.error("POST /v1/challenges/{id}", &e),
@@ -506,7 +478,7 @@ impl PushLink {
             return None;
         }
         if Instant::now() >= job.deadline {
-            stats.number_unknown += waiting.len() as u64;
+            stats.counts.number_unknown += waiting.len() as u64;
             return None;
         }
         job.found = waiting;
@@ -636,7 +608,7 @@ mod tests {
         let mut stats = AppStats::new();
         let mut rng = StdRng::seed_from_u64(1);
         assert!(link.work(job, &mut conn, &mut rng, &mut stats).is_none());
-        assert_eq!((stats.abandoned, stats.polls), (1, 0));
+        assert_eq!((stats.counts.abandoned, stats.counts.polls), (1, 0));
     }
 
     #[test]
