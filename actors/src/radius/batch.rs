@@ -5,15 +5,17 @@
 //! first, then taking only what is already there), so that a busy worker pays one system
 //! call for many requests. The kernel stamps each datagram when it arrives
 //! (`SO_TIMESTAMPNS`), so the worker knows how long it sat in the socket buffer: that wait is
-//! part of the latency a NAS sees, and the metrics count it.
+//! part of the latency a NAS sees, and the metrics count it. The stamps are wall-clock time:
+//! a step of the clock makes the datagrams already waiting read too old (they may be shed)
+//! or not old at all, and the next ones read right.
 //!
 //! [`Shedder`] decides from those waits whether a datagram is still worth answering. A burst
-//! is absorbed: datagrams are shed only after the wait has stayed above the target for a
-//! whole interval (the server is persistently behind), and then every datagram that waited
-//! longer than the target is dropped and counted until the worker has caught up (a receive
-//! that finds the socket nearly empty). Under overload the answered requests thus keep a
-//! wait near the target instead of the whole socket buffer's, and the excess goes back to
-//! the NASes, which retransmit.
+//! is absorbed: datagrams are shed only after every wait has stayed above the target for a
+//! whole interval (the server is persistently behind). From then on every datagram that
+//! waited longer than the target is dropped and counted, and those within it are answered,
+//! until a whole interval passes without a late datagram (the overload is over). Under
+//! overload the answered requests thus keep a wait near the target instead of the whole
+//! socket buffer's, and the excess goes back to the NASes, which retransmit.
 //!
 //! `recvmmsg(2)` and the control messages have no safe wrapper in the crates this project
 //! uses, so this module is one of the few allowed `unsafe`: each block states what makes it
@@ -64,9 +66,19 @@ pub struct Datagram<'a> {
     pub bytes: &'a [u8],
     /// Where it came from.
     pub peer: SocketAddr,
-    /// How long it waited in the socket before this worker took it (zero when the kernel
-    /// gave no arrival time).
-    pub waited: Duration,
+    /// When the kernel received it, if it said.
+    pub arrived: Option<SystemTime>,
+}
+
+impl Datagram<'_> {
+    /// How long it has waited at `now` (zero when the kernel gave no arrival time). A batch
+    /// is worked through one datagram after another, so the wait is read when each one's
+    /// turn comes, not when the batch was taken.
+    pub fn waited(&self, now: SystemTime) -> Duration {
+        self.arrived
+            .and_then(|at| now.duration_since(at).ok())
+            .unwrap_or(Duration::ZERO)
+    }
 }
 
 /// The buffers of one batch receive, reused for every call.
@@ -78,8 +90,6 @@ pub struct RecvBatch {
     headers: Box<[libc::mmsghdr]>,
     /// How many of the buffers the last call filled.
     filled: usize,
-    /// The wall clock when the last call returned, against which arrival times are read.
-    taken_at: SystemTime,
 }
 
 // SAFETY: the raw pointers inside `iovecs` and `headers` point only into this value's own
@@ -113,7 +123,6 @@ impl RecvBatch {
             .into_boxed_slice(),
             headers: vec![zeroed_header; BATCH].into_boxed_slice(),
             filled: 0,
-            taken_at: UNIX_EPOCH,
         }
     }
 
@@ -146,7 +155,6 @@ impl RecvBatch {
                 std::ptr::null_mut(),
             )
         };
-        self.taken_at = SystemTime::now();
         if n < 0 {
             self.filled = 0;
             return Err(io::Error::last_os_error());
@@ -168,13 +176,10 @@ impl RecvBatch {
         }
         let len = (header.msg_len as usize).min(MAX_PACKET_LEN);
         let peer = socket_addr(&self.addresses[i])?;
-        let waited = arrival(&header.msg_hdr)
-            .and_then(|at| self.taken_at.duration_since(at).ok())
-            .unwrap_or(Duration::ZERO);
         Some(Datagram {
             bytes: &self.buffers[i][..len],
             peer,
-            waited,
+            arrived: arrival(&header.msg_hdr),
         })
     }
 }
@@ -233,52 +238,58 @@ fn arrival(header: &libc::msghdr) -> Option<SystemTime> {
 pub struct Shedder {
     target: Duration,
     interval: Duration,
-    /// Since when every datagram has waited longer than the target.
+    /// Since when every datagram has waited longer than the target (not shedding).
     above_since: Option<Instant>,
-    /// Shedding until the worker catches up.
-    shedding: bool,
+    /// While shedding: when a datagram last waited longer than the target.
+    last_late: Option<Instant>,
 }
 
 impl Shedder {
     /// Sheds datagrams that waited longer than `target` once waits have stayed above it for
-    /// `interval`; a zero `target` never sheds.
+    /// `interval`, and goes on until no datagram has waited longer for a whole `interval`;
+    /// a zero `target` never sheds.
     pub fn new(target: Duration, interval: Duration) -> Shedder {
         Shedder {
             target,
             interval,
             above_since: None,
-            shedding: false,
+            last_late: None,
         }
     }
 
     /// Whether a datagram that `waited` is to be dropped, as seen at `now`.
     pub fn shed(&mut self, waited: Duration, now: Instant) -> bool {
-        if self.target.is_zero() || waited <= self.target {
+        if self.target.is_zero() {
+            return false;
+        }
+        let late = waited > self.target;
+        if let Some(last) = self.last_late {
+            if late {
+                self.last_late = Some(now);
+                return true;
+            }
+            if now.saturating_duration_since(last) >= self.interval {
+                // A whole interval without a late datagram: the overload is over.
+                self.last_late = None;
+            }
+            return false;
+        }
+        if !late {
             self.above_since = None;
             return false;
         }
-        if self.shedding {
-            return true;
-        }
         let since = *self.above_since.get_or_insert(now);
         if now.saturating_duration_since(since) >= self.interval {
-            self.shedding = true;
-        }
-        self.shedding
-    }
-
-    /// A receive found `taken` datagrams: fewer than a full batch means the socket was
-    /// nearly empty, so the worker has caught up and shedding stops.
-    pub fn received(&mut self, taken: usize) {
-        if taken < BATCH {
-            self.shedding = false;
             self.above_since = None;
+            self.last_late = Some(now);
+            return true;
         }
+        false
     }
 
     /// Whether the shedder is dropping late datagrams now.
     pub fn is_shedding(&self) -> bool {
-        self.shedding
+        self.last_late.is_some()
     }
 }
 
@@ -297,30 +308,36 @@ mod tests {
         for i in 0..40 {
             assert!(!s.shed(ms(5), t0 + ms(i)));
         }
-        // Caught up: the next late datagram starts a new interval.
-        s.received(3);
+        // Caught up: a datagram within the target; the next late one starts afresh.
+        assert!(!s.shed(Duration::from_micros(100), t0 + ms(41)));
         assert!(!s.shed(ms(5), t0 + ms(45)));
-        assert!(!s.shed(ms(5), t0 + ms(80)));
+        assert!(!s.shed(ms(5), t0 + ms(90)));
+        assert!(!s.is_shedding());
     }
 
     #[test]
-    fn a_persistent_backlog_sheds_late_datagrams_until_caught_up() {
+    fn a_persistent_backlog_sheds_late_datagrams_until_a_calm_interval() {
         let mut s = Shedder::new(ms(1), ms(50));
         let t0 = Instant::now();
         assert!(!s.shed(ms(2), t0));
         assert!(!s.shed(ms(3), t0 + ms(49)));
         assert!(s.shed(ms(3), t0 + ms(50)));
         assert!(s.is_shedding());
-        // Datagrams within the target are answered even while shedding...
+        // Datagrams within the target are answered while shedding...
         assert!(!s.shed(Duration::from_micros(500), t0 + ms(51)));
-        // ... and a late one after them is still shed.
+        // ... and late ones are still shed: under overload the two alternate.
         assert!(s.shed(ms(2), t0 + ms(52)));
-        // A full batch is no sign of catching up; a short one is.
-        s.received(BATCH);
-        assert!(s.shed(ms(2), t0 + ms(53)));
-        s.received(BATCH - 1);
+        assert!(!s.shed(Duration::from_micros(900), t0 + ms(80)));
+        assert!(s.shed(ms(2), t0 + ms(100)));
+        // A whole interval without a late datagram ends it.
+        assert!(!s.shed(Duration::from_micros(100), t0 + ms(149)));
+        assert!(s.is_shedding());
+        assert!(!s.shed(Duration::from_micros(100), t0 + ms(150)));
         assert!(!s.is_shedding());
-        assert!(!s.shed(ms(2), t0 + ms(54)));
+        assert!(
+            !s.shed(ms(2), t0 + ms(151)),
+            "a new interval must pass first"
+        );
     }
 
     #[test]
@@ -352,12 +369,16 @@ mod tests {
         let mut batch = RecvBatch::new();
         let n = batch.recv(&server).unwrap();
         assert_eq!(n, 6);
+        let now = SystemTime::now();
         for i in 0..5 {
             let d = batch.get(i).unwrap();
             assert_eq!(d.bytes, &[i as u8; 20]);
             assert_eq!(d.peer, client.local_addr().unwrap());
-            assert!(d.waited >= ms(15), "{:?}", d.waited);
-            assert!(d.waited < Duration::from_secs(2), "{:?}", d.waited);
+            let waited = d.waited(now);
+            assert!(waited >= ms(15), "{waited:?}");
+            assert!(waited < Duration::from_secs(2), "{waited:?}");
+            // Later, it has waited longer.
+            assert!(d.waited(now + ms(5)) >= waited + ms(5));
         }
         assert!(batch.get(5).is_none(), "truncated");
         assert!(batch.get(6).is_none());
@@ -386,6 +407,7 @@ mod tests {
         assert_eq!(batch.recv(&server).unwrap(), 1);
         let d = batch.get(0).unwrap();
         assert_eq!(d.peer, client.local_addr().unwrap());
-        assert_eq!(d.waited, Duration::ZERO, "no timestamps asked for");
+        assert_eq!(d.arrived, None, "no timestamps asked for");
+        assert_eq!(d.waited(SystemTime::now()), Duration::ZERO);
     }
 }

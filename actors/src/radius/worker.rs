@@ -16,7 +16,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -122,25 +122,31 @@ fn run_worker(socket: &Arc<UdpSocket>, ctx: &WorkerContext) {
                 continue;
             }
         };
-        let now = Instant::now();
         for i in 0..taken {
             let Some(datagram) = batch.get(i) else {
                 count_drop("unknown", "malformed");
                 continue;
             };
+            let now = Instant::now();
+            let waited = datagram.waited(SystemTime::now());
             let was_shedding = shedder.is_shedding();
-            if shedder.shed(datagram.waited, now) {
-                if !was_shedding {
+            let drop_it = shedder.shed(waited, now);
+            if was_shedding != shedder.is_shedding() {
+                if was_shedding {
+                    tracing::info!("RADIUS worker caught up; no longer shedding late requests");
+                } else {
                     tracing::warn!(
-                        waited_us = datagram.waited.as_micros() as u64,
+                        waited_us = waited.as_micros() as u64,
                         "RADIUS worker persistently behind; shedding requests that waited too long"
                     );
                 }
+            }
+            if drop_it {
                 shed.increment(1);
                 continue;
             }
             // Latency counts from the datagram's arrival, wait in the socket included.
-            let received = now.checked_sub(datagram.waited).unwrap_or(now);
+            let received = now.checked_sub(waited).unwrap_or(now);
             let peer = datagram.peer;
             // A bug that panics on one datagram must not take the listener down with it:
             // the datagram is dropped, the panic counted and logged, and the worker goes on.
@@ -159,11 +165,6 @@ fn run_worker(socket: &Arc<UdpSocket>, ctx: &WorkerContext) {
                     tracing::error!(%peer, "a UDP worker panicked on a datagram; it was dropped");
                 }
             }
-        }
-        let was_shedding = shedder.is_shedding();
-        shedder.received(taken);
-        if was_shedding && !shedder.is_shedding() {
-            tracing::info!("RADIUS worker caught up; no longer shedding late requests");
         }
     }
 }
