@@ -10,8 +10,10 @@
 //! or not old at all, and the next ones read right.
 //!
 //! [`Shedder`] decides from those waits whether a datagram is still worth answering. A burst
-//! is absorbed: datagrams are shed only after every wait has stayed above the target for a
-//! whole interval (the server is persistently behind). From then on every datagram that
+//! is absorbed: datagrams are shed only after every wait has stayed above the target, and
+//! every receive has found a full batch waiting, for a whole interval (the server is
+//! persistently behind a standing queue; late datagrams without a queue mean the worker was
+//! not scheduled, which shedding would not cure). From then on every datagram that
 //! waited longer than the target is dropped and counted, and those within it are answered,
 //! until a whole interval passes without a late datagram (the overload is over). Under
 //! overload the answered requests thus keep a wait near the target instead of the whole
@@ -287,6 +289,16 @@ impl Shedder {
         false
     }
 
+    /// A receive took `taken` datagrams. Fewer than a full batch means no queue stood in
+    /// the socket: late datagrams then come from the worker not being scheduled (the core
+    /// busy with something else), which dropping requests would not cure, so the wait for
+    /// a persistent backlog starts over. Once shedding, only a calm interval ends it.
+    pub fn received(&mut self, taken: usize) {
+        if taken < BATCH {
+            self.above_since = None;
+        }
+    }
+
     /// Whether the shedder is dropping late datagrams now.
     pub fn is_shedding(&self) -> bool {
         self.last_late.is_some()
@@ -338,6 +350,28 @@ mod tests {
             !s.shed(ms(2), t0 + ms(151)),
             "a new interval must pass first"
         );
+    }
+
+    #[test]
+    fn late_datagrams_without_a_queue_are_not_shed() {
+        // The core was busy elsewhere (an Argon2 check, another process): every datagram is
+        // late, but each receive finds only one.
+        let mut s = Shedder::new(ms(1), ms(50));
+        let t0 = Instant::now();
+        for i in 0..20 {
+            s.received(1);
+            assert!(!s.shed(ms(4), t0 + ms(i * 10)));
+        }
+        assert!(!s.is_shedding());
+        // With full batches the same waits are a backlog.
+        for i in 20..40 {
+            s.received(BATCH);
+            s.shed(ms(4), t0 + ms(i * 10));
+        }
+        assert!(s.is_shedding());
+        // A short batch does not end shedding; a calm interval does.
+        s.received(1);
+        assert!(s.shed(ms(4), t0 + ms(400)));
     }
 
     #[test]

@@ -122,6 +122,7 @@ fn run_worker(socket: &Arc<UdpSocket>, ctx: &WorkerContext) {
                 continue;
             }
         };
+        shedder.received(taken);
         for i in 0..taken {
             let Some(datagram) = batch.get(i) else {
                 count_drop("unknown", "malformed");
