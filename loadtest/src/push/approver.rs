@@ -551,6 +551,17 @@ fn approver(link: &PushLink) {
 mod tests {
     use super::*;
 
+    /// One approver, approving at once, against an address nobody answers on.
+    fn immediate_config() -> PushConfig {
+        PushConfig {
+            api: "127.0.0.1:9".parse().unwrap(),
+            approve_min: Duration::ZERO,
+            approve_max: Duration::ZERO,
+            approvers: 1,
+            http_timeout: Duration::from_secs(1),
+        }
+    }
+
     #[test]
     fn prompts_are_read_like_a_person_would() {
         assert_eq!(
@@ -576,13 +587,7 @@ mod tests {
     #[test]
     fn a_login_that_ends_drops_its_approval_and_reports_when_it_left() {
         let link = PushLink::new(
-            PushConfig {
-                api: "127.0.0.1:9".parse().unwrap(),
-                approve_min: Duration::ZERO,
-                approve_max: Duration::ZERO,
-                approvers: 1,
-                http_timeout: Duration::from_secs(1),
-            },
+            immediate_config(),
             vec![Device::new("d0".into(), app::new_key()).unwrap()],
         );
         let now = Instant::now();
@@ -614,13 +619,7 @@ mod tests {
     #[test]
     fn approvals_come_off_the_queue_in_due_order() {
         let link = PushLink::new(
-            PushConfig {
-                api: "127.0.0.1:9".parse().unwrap(),
-                approve_min: Duration::ZERO,
-                approve_max: Duration::ZERO,
-                approvers: 1,
-                http_timeout: Duration::from_secs(1),
-            },
+            immediate_config(),
             (0..3)
                 .map(|i| Device::new(format!("d{i}"), app::new_key()).unwrap())
                 .collect(),
