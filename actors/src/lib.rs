@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod process;
 pub mod push_api;
 pub mod radius;
+pub mod sched;
 pub mod server;
 pub mod state;
 pub mod store;

@@ -47,6 +47,7 @@ impl StoreSync {
         let thread = std::thread::Builder::new()
             .name("tollgate-store".to_owned())
             .spawn(move || {
+                crate::sched::background();
                 let mut store = store;
                 let mut seq = start_seq;
                 loop {

@@ -24,6 +24,6 @@ pub use model::valid_name_char;
 pub use model::{
     AuditConfig, ClientAddress, ClientConfig, Config, LockoutConfig, LogConfig, LogFormat,
     LoginConfig, MetricsConfig, MobileApiConfig, OtpConfig, PasswordConfig, RadiusConfig,
-    ShutdownConfig, SyslogConfig, SyslogFacility, SyslogTransport,
+    SchedulingConfig, ShutdownConfig, SyslogConfig, SyslogFacility, SyslogTransport,
 };
 pub use secret::SharedSecret;

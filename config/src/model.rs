@@ -46,6 +46,9 @@ pub struct Config {
     /// Prometheus metrics.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Which threads the kernel runs first when they compete for a core.
+    #[serde(default)]
+    pub scheduling: SchedulingConfig,
     /// RADIUS clients declared in the file (more can be added at run time with
     /// `tollgate client add`).
     #[serde(default, rename = "client")]
@@ -82,6 +85,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
+            scheduling: SchedulingConfig::default(),
             clients: Vec::new(),
             ldap: Vec::new(),
             delivery: crate::DeliveryConfig::default(),
@@ -128,6 +132,29 @@ impl Default for RadiusConfig {
             workers: 0,
             max_wait_us: 1_000,
             overload_after_ms: 50,
+        }
+    }
+}
+
+/// `[scheduling]`: thread priorities. The UDP workers answer logins inline; every other
+/// thread (store, log and audit writers, the async runtime with its Argon2 threads) yields
+/// to them when they compete for a core.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulingConfig {
+    /// The nice value background threads give themselves, 0 (none) to 19.
+    pub background_nice: i32,
+    /// The UDP workers' time slice in microseconds (Linux 6.12 and later): a shorter slice
+    /// lets a worker that wakes preempt what runs on its core at once. 0 keeps the
+    /// kernel's default; otherwise 100 to 100000.
+    pub udp_slice_us: u64,
+}
+
+impl Default for SchedulingConfig {
+    fn default() -> Self {
+        SchedulingConfig {
+            background_nice: 10,
+            udp_slice_us: 100,
         }
     }
 }
@@ -685,6 +712,19 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        let sc = &self.scheduling;
+        if !(0..=19).contains(&sc.background_nice) {
+            return Err(ConfigError::invalid(
+                "scheduling.background_nice",
+                "must be between 0 and 19",
+            ));
+        }
+        if sc.udp_slice_us != 0 && !(100..=100_000).contains(&sc.udp_slice_us) {
+            return Err(ConfigError::invalid(
+                "scheduling.udp_slice_us",
+                "must be 0 (the kernel's default) or between 100 and 100000",
+            ));
+        }
         let l = &self.login;
         if !(5..=3600).contains(&l.challenge_ttl_secs) {
             return Err(ConfigError::invalid(
@@ -862,6 +902,31 @@ mod tests {
         assert_eq!(
             err_path("[[client]]\nname='a b'\naddress='1.1.1.1'\nsecret='s'"),
             "client[0].name"
+        );
+    }
+
+    #[test]
+    fn scheduling_takes_its_defaults_and_refuses_what_the_kernel_would() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.scheduling, SchedulingConfig::default());
+        let c = Config::parse("[scheduling]\nudp_slice_us = 0\nbackground_nice = 0").unwrap();
+        assert_eq!(c.scheduling.udp_slice_us, 0);
+        assert_eq!(c.scheduling.background_nice, 0);
+        assert_eq!(
+            err_path("[scheduling]\nbackground_nice = 20"),
+            "scheduling.background_nice"
+        );
+        assert_eq!(
+            err_path("[scheduling]\nbackground_nice = -5"),
+            "scheduling.background_nice"
+        );
+        assert_eq!(
+            err_path("[scheduling]\nudp_slice_us = 50"),
+            "scheduling.udp_slice_us"
+        );
+        assert_eq!(
+            err_path("[scheduling]\nudp_realtime_priority = 10"),
+            "scheduling.udp_realtime_priority"
         );
     }
 

@@ -81,6 +81,9 @@ pub enum LoadReport {
     Open {
         /// Transactions started per second.
         rate_per_sec: f64,
+        /// Whether the harness polled instead of sleeping between sends (`--spin`).
+        #[serde(default)]
+        spin: bool,
     },
 }
 
@@ -88,7 +91,10 @@ impl From<Load> for LoadReport {
     fn from(load: Load) -> Self {
         match load {
             Load::Closed { concurrency } => LoadReport::Closed { concurrency },
-            Load::Open { rate } => LoadReport::Open { rate_per_sec: rate },
+            Load::Open { rate, spin } => LoadReport::Open {
+                rate_per_sec: rate,
+                spin,
+            },
         }
     }
 }
@@ -392,7 +398,7 @@ impl Report {
             .map(|k| (k.name().to_owned(), stats.kinds[k.index()]))
             .collect();
         let open_loop = match config.load {
-            LoadReport::Open { rate_per_sec } => Some(OpenLoopReport {
+            LoadReport::Open { rate_per_sec, .. } => Some(OpenLoopReport {
                 rate_per_sec,
                 started: c.started,
                 late_sends: c.late_sends,
@@ -462,7 +468,10 @@ impl Report {
         let c = &self.counts;
         let load = match self.config.load {
             LoadReport::Closed { concurrency } => format!("closed loop, concurrency {concurrency}"),
-            LoadReport::Open { rate_per_sec } => format!("open loop, {rate_per_sec}/s"),
+            LoadReport::Open { rate_per_sec, spin } => format!(
+                "open loop, {rate_per_sec}/s{}",
+                if spin { " (spinning)" } else { "" }
+            ),
         };
         let _ = writeln!(
             s,
@@ -720,7 +729,10 @@ mod tests {
     #[test]
     fn the_json_report_has_its_documented_shape() {
         let report = Report::build(
-            config(LoadReport::Open { rate_per_sec: 10.0 }),
+            config(LoadReport::Open {
+                rate_per_sec: 10.0,
+                spin: false,
+            }),
             None,
             &outcome(),
         );

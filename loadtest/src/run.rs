@@ -36,6 +36,8 @@ pub enum Load {
     Open {
         /// `--rate`.
         rate: f64,
+        /// `--spin`: wait for due sends by polling the sockets instead of sleeping.
+        spin: bool,
     },
 }
 
@@ -184,7 +186,7 @@ pub fn run_phase(
             Load::Closed { concurrency } => Pace::Closed {
                 concurrency: share(concurrency, threads, w),
             },
-            Load::Open { rate } => Pace::Open(OpenSchedule::new(start, rate, w, threads)),
+            Load::Open { rate, .. } => Pace::Open(OpenSchedule::new(start, rate, w, threads)),
         };
         setups.push(WorkerSetup {
             sockets,
@@ -193,6 +195,7 @@ pub fn run_phase(
             mode: phase.mode,
             mix: phase.mix,
             pace,
+            spin: matches!(phase.load, Load::Open { spin: true, .. }),
             start,
             end,
             timeout: phase.timeout,

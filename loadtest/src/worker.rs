@@ -45,6 +45,10 @@ use crate::LoginMode;
 /// How often a worker hands its counts to the coordinator.
 pub const REPORT_EVERY: Duration = Duration::from_secs(1);
 
+/// A spinning open loop polls without sleeping while its next send is due within this
+/// long; a longer gap (a low rate, or every user busy) still sleeps on the timer.
+pub const SPIN_WITHIN: Duration = Duration::from_millis(2);
+
 /// The token of the open loop's send timer; sockets use their index.
 const TIMER: Token = Token(usize::MAX);
 
@@ -105,6 +109,8 @@ pub struct WorkerSetup {
     pub mix: Mix,
     /// When to send.
     pub pace: Pace,
+    /// Open loop: poll instead of sleeping while a send is due soon (see [`SPIN_WITHIN`]).
+    pub spin: bool,
     /// When sending starts (the same instant for every worker).
     pub start: Instant,
     /// When sending stops; transactions in flight then are still finished.
@@ -221,6 +227,7 @@ pub struct Worker {
     secret: Arc<[u8]>,
     wrong_secret: Vec<u8>,
     pace: Pace,
+    spin: bool,
     start: Instant,
     end: Instant,
     timeout: Duration,
@@ -291,6 +298,7 @@ impl Worker {
             secret: setup.secret,
             wrong_secret,
             pace: setup.pace,
+            spin: setup.spin,
             start: setup.start,
             end: setup.end,
             timeout: setup.timeout,
@@ -384,21 +392,27 @@ impl Worker {
                 break;
             }
             let (wake, precise) = self.next_wake(next_report);
-            if let (Some(timer), true) = (&timer, precise) {
-                if armed_for != Some(wake) {
-                    timer.arm_at(wake)?;
-                    armed_for = Some(wake);
-                }
-            }
-            // With the timer armed for the precise wake, epoll's own timeout (rounded up to
-            // whole milliseconds) is only a backstop.
-            let wait = wake.saturating_duration_since(Instant::now());
-            let backstop = if precise && timer.is_some() {
-                wait + Duration::from_millis(1)
+            let spinning =
+                precise && self.spin && wake.saturating_duration_since(now) <= SPIN_WITHIN;
+            let timeout = if spinning {
+                Duration::ZERO
             } else {
-                wait
+                if let (Some(timer), true) = (&timer, precise) {
+                    if armed_for != Some(wake) {
+                        timer.arm_at(wake)?;
+                        armed_for = Some(wake);
+                    }
+                }
+                // With the timer armed for the precise wake, epoll's own timeout (rounded
+                // up to whole milliseconds) is only a backstop.
+                let wait = wake.saturating_duration_since(Instant::now());
+                if precise && timer.is_some() {
+                    wait + Duration::from_millis(1)
+                } else {
+                    wait
+                }
             };
-            match poll.poll(&mut events, Some(backstop)) {
+            match poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),

@@ -191,10 +191,27 @@ fn closed_loop_counters_stay_in_step_with_a_shedding_server() {
 #[test]
 fn open_loop_sends_exactly_its_timetable() {
     let started = check(
-        Load::Open { rate: 2_000.0 },
+        Load::Open {
+            rate: 2_000.0,
+            spin: false,
+        },
         1,
         None,
         Duration::from_millis(500),
     );
     assert_eq!(started, 1_000);
+}
+
+#[test]
+fn a_spinning_open_loop_sends_exactly_its_timetable() {
+    let started = check(
+        Load::Open {
+            rate: 4_000.0,
+            spin: true,
+        },
+        1,
+        None,
+        Duration::from_millis(500),
+    );
+    assert_eq!(started, 2_000);
 }

@@ -180,6 +180,11 @@ impl Node {
         );
     }
 
+    /// The running server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server not started").id()
+    }
+
     /// Starts the server and waits until it listens.
     pub fn start(&mut self) -> SocketAddr {
         let log = std::fs::File::create(self.dir.path().join("server.log")).expect("log file");

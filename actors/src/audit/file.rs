@@ -30,6 +30,7 @@ pub(super) fn spawn(path: &Path, capacity: usize) -> std::io::Result<SyncSender<
 }
 
 fn run(file: File, rx: Receiver<Arc<Record>>) {
+    crate::sched::background();
     let mut out = BufWriter::new(file);
     let mut line = String::new();
     while let Ok(record) = rx.recv() {

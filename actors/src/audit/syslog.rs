@@ -272,6 +272,7 @@ pub(super) fn spawn(
     std::thread::Builder::new()
         .name("tollgate-syslog".to_owned())
         .spawn(move || {
+            crate::sched::background();
             let failed = super::dropped_counter("syslog", "send_failed");
             match &mut out {
                 Output::Udp(socket) => run_udp(socket, &header, &rx, &failed),

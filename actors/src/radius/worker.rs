@@ -95,6 +95,8 @@ pub fn spawn_workers(
 }
 
 fn run_worker(socket: &Arc<UdpSocket>, ctx: &WorkerContext) {
+    let policy = crate::sched::udp_worker();
+    tracing::debug!(?policy, "UDP worker scheduling");
     let mut batch = RecvBatch::new();
     let mut shedder = Shedder::new(ctx.max_wait, ctx.overload_after);
     let mut out = Vec::with_capacity(MAX_PACKET_LEN);

@@ -528,8 +528,9 @@ impl Directory {
 
     /// Takes the runtime state changed since the last call.
     pub fn take_dirty(&self) -> DirtyState {
-        let mut d = lock(&self.dirty);
-        let d = std::mem::take(&mut *d);
+        // Swapped out under the lock, converted after it: a UDP worker recording an
+        // accepted code never waits for the conversion.
+        let d = std::mem::take(&mut *lock(&self.dirty));
         DirtyState {
             tokens: d.tokens.into_iter().collect(),
             lockouts: d.lockouts.into_iter().collect(),
