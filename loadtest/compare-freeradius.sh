@@ -30,8 +30,9 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 TOLLGATE_BIN=${TOLLGATE_BIN:-$TARGET_DIR/release/tollgate}
 LOADTEST_BIN=${LOADTEST_BIN:-$TARGET_DIR/release/tollgate-loadtest}
 
-say() { printf '%s\n' "$*" >&2; }
-die() { say "compare-freeradius: $*"; exit 1; }
+SCRIPT=compare-freeradius
+# shellcheck source=loadtest/script-common.sh
+source "loadtest/script-common.sh"
 
 # --- Prerequisites -------------------------------------------------------------------------
 need_apt=()
@@ -59,41 +60,13 @@ cores=$(nproc)
     die "SERVER_CORE and HARNESS_CORE must be below the $cores cores of this machine"
 CLK_TCK=$(getconf CLK_TCK)
 
-# --- A temporary world that is cleaned up on every exit ------------------------------------
-tmp=$(mktemp -d /tmp/compare-freeradius.XXXXXX)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    if [ "${KEEP:-0}" = 1 ]; then say "kept $tmp"; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
-
-# A UDP port on loopback that nobody listens on right now.
-free_udp_port() {
-    local p
-    for p in $(shuf -i 20000-60000 -n 100); do
-        if ! ss -Hlun "sport = :$p" | grep -q .; then echo "$p"; return; fi
-    done
-    die "no free UDP port found"
-}
-
-# utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/PID/stat; the
-# command name in field 2 is cut off first in case it contains spaces).
-cpu_ticks() {
-    local stat
-    stat=$(cat "/proc/$1/stat") || die "process $1 is gone"
-    stat=${stat##*) }
-    awk '{ print $12 + $13 }' <<<"$stat"
-}
-
 # --- Users, shared secret ------------------------------------------------------------------
 say "setting up $USERS users with passwords and HOTP seeds in $tmp"
 "$LOADTEST_BIN" setup --users "$USERS" --dir "$tmp/lt" --passwords >/dev/null
 secret=$(head -n1 "$tmp/lt/secret")
 
 # --- FreeRADIUS ----------------------------------------------------------------------------
-fr_port=$(free_udp_port)
+fr_port=$(free_port)
 fr="$tmp/freeradius"
 mkdir -p "$fr/log" "$fr/run" "$fr/mods-config/files"
 : >"$fr/dictionary"
@@ -185,7 +158,7 @@ fr_pid=$!
 pids+=("$fr_pid")
 
 # --- Tollgate ------------------------------------------------------------------------------
-tg_port=$(free_udp_port)
+tg_port=$(free_port)
 tg="$tmp/tollgate"
 mkdir -p "$tg"
 cat >"$tg/tollgate.toml" <<EOF
@@ -272,7 +245,6 @@ for run in $(seq 1 "$REPEATS"); do
 done
 
 # --- Table of medians ----------------------------------------------------------------------
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 col() { awk -F'\t' -v n="$1" -v c="$2" '$1 == n { print $c }' "$results" | median; }
 printf '\n%s\n' "FreeRADIUS $(freeradius -v 2>/dev/null | head -n1 | sed 's/.*Version \([^ ,]*\).*/\1/') (PAP, files) vs Tollgate (append: password + HOTP)"
 printf '%s users, closed loop of %s, %s s x %s runs, servers on core %s, harness on core %s; medians\n\n' \

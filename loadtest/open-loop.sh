@@ -35,8 +35,9 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 TOLLGATE_BIN=${TOLLGATE_BIN:-$TARGET_DIR/release/tollgate}
 LOADTEST_BIN=${LOADTEST_BIN:-$TARGET_DIR/release/tollgate-loadtest}
 
-say() { printf '%s\n' "$*" >&2; }
-die() { say "open-loop: $*"; exit 1; }
+SCRIPT=open-loop
+# shellcheck source=loadtest/script-common.sh
+source "loadtest/script-common.sh"
 
 for tool in jq taskset ss curl; do
     command -v "$tool" >/dev/null 2>&1 || die "needs $tool (Debian packages jq, util-linux, iproute2, curl)"
@@ -46,23 +47,6 @@ done
 cores=$(nproc)
 [ "$SERVER_CORE" -lt "$cores" ] && [ "$HARNESS_CORE" -lt "$cores" ] ||
     die "SERVER_CORE and HARNESS_CORE must be below the $cores cores of this machine"
-
-tmp=$(mktemp -d /tmp/open-loop.XXXXXX)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    if [ "${KEEP:-0}" = 1 ]; then say "kept $tmp"; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
-
-free_port() {
-    local p
-    for p in $(shuf -i 20000-60000 -n 100); do
-        if ! ss -Hluntp "sport = :$p" | grep -q .; then echo "$p"; return; fi
-    done
-    die "no free port found"
-}
 
 variant_config() {
     case $1 in
@@ -168,7 +152,6 @@ for run in $(seq 1 "$REPEATS"); do
     done
 done
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 col() { awk -F'\t' -v n="$1" -v c="$2" '$1 == n { print $c }' "$results" | median; }
 printf '\nopen loop at %s/s, %s users, %s s x %s runs, server on core %s, harness on core %s (spinning); medians\n\n' \
     "$RATE" "$USERS" "$DURATION" "$REPEATS" "$SERVER_CORE" "$HARNESS_CORE"

@@ -118,6 +118,15 @@ impl Drop for SmtpSink {
     }
 }
 
+/// The body of a received e-mail: what follows the first blank line. A code must be looked
+/// for there, not in the headers, whose Message-ID is random and can hold a run of digits.
+pub fn mail_body(message: &str) -> &str {
+    message
+        .split_once("\r\n\r\n")
+        .or_else(|| message.split_once("\n\n"))
+        .map_or(message, |(_, body)| body)
+}
+
 /// The first run of `digits` ASCII digits standing alone in `text` (a code in a message).
 pub fn code_in(text: &str, digits: usize) -> Option<String> {
     text.split(|c: char| !c.is_ascii_digit())

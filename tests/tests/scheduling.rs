@@ -29,6 +29,23 @@ fn threads(pid: u32) -> Vec<(String, i32, Option<u64>)> {
     out
 }
 
+/// A server with `extra` configuration that has answered one login: the Argon2 check ran on
+/// the runtime's blocking pool and the token's counter went through the store thread, so
+/// every kind of thread has started.
+fn node_after_a_login(extra: &str) -> Node {
+    let mut node = Node::new(extra);
+    node.add_client("nas1", "append", true);
+    node.add_hotp_user("alice", "Secret123");
+    node.start();
+    let r = login(
+        node.radius(),
+        "alice",
+        &format!("Secret123{}", hotp_code(0)),
+    );
+    assert!(r.is("Access-Accept"), "{}\n{}", r.output, node.log());
+    node
+}
+
 fn kernel_shows_slices(pid: u32) -> bool {
     threads(pid).iter().any(|(_, _, slice)| slice.is_some())
 }
@@ -36,18 +53,7 @@ fn kernel_shows_slices(pid: u32) -> bool {
 #[test]
 fn udp_workers_keep_priority_and_everything_else_yields() {
     // Node's configuration ends inside its [radius] table, which this line extends.
-    let mut node = Node::new("workers = 2\n");
-    node.add_client("nas1", "append", true);
-    node.add_hotp_user("alice", "Secret123");
-    node.start();
-    // A first login runs the Argon2 check on the runtime's blocking pool and writes the
-    // token's counter through the store thread: every kind of thread has started.
-    let r = login(
-        node.radius(),
-        "alice",
-        &format!("Secret123{}", hotp_code(0)),
-    );
-    assert!(r.is("Access-Accept"), "{}\n{}", r.output, node.log());
+    let node = node_after_a_login("workers = 2\n");
 
     let all = threads(node.pid());
     let by_name: BTreeMap<&str, Vec<(i32, Option<u64>)>> =
@@ -81,16 +87,7 @@ fn udp_workers_keep_priority_and_everything_else_yields() {
 
 #[test]
 fn scheduling_can_be_left_to_the_kernel() {
-    let mut node = Node::new("[scheduling]\nbackground_nice = 0\nudp_slice_us = 0\n");
-    node.add_client("nas1", "append", true);
-    node.add_hotp_user("alice", "Secret123");
-    node.start();
-    let r = login(
-        node.radius(),
-        "alice",
-        &format!("Secret123{}", hotp_code(0)),
-    );
-    assert!(r.is("Access-Accept"), "{}\n{}", r.output, node.log());
+    let node = node_after_a_login("[scheduling]\nbackground_nice = 0\nudp_slice_us = 0\n");
     for (name, nice, slice) in threads(node.pid()) {
         assert_eq!(nice, 0, "{name} was lowered");
         assert_ne!(slice, Some(100_000), "{name} got a short slice");

@@ -1,0 +1,38 @@
+# Shell helpers shared by the load scripts of this directory (sourced, not run).
+#
+# The sourcing script sets SCRIPT (its name, for messages) first. It gets: say/die, a
+# temporary directory in $tmp that is removed on every exit (KEEP=1 keeps it) together with
+# the processes whose pids it adds to the `pids` array, free_port, cpu_ticks and median.
+
+say() { printf '%s\n' "$*" >&2; }
+die() { say "$SCRIPT: $*"; exit 1; }
+
+tmp=$(mktemp -d "/tmp/$SCRIPT.XXXXXX")
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [ "${KEEP:-0}" = 1 ]; then say "kept $tmp"; else rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+
+# A port on loopback that nobody listens on right now, over UDP or TCP.
+free_port() {
+    local p
+    for p in $(shuf -i 20000-60000 -n 100); do
+        if ! ss -Hltun "sport = :$p" | grep -q .; then echo "$p"; return; fi
+    done
+    die "no free port found"
+}
+
+# utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/PID/stat; the
+# command name in field 2 is cut off first in case it contains spaces).
+cpu_ticks() {
+    local stat
+    stat=$(cat "/proc/$1/stat") || die "process $1 is gone"
+    stat=${stat##*) }
+    awk '{ print $12 + $13 }' <<<"$stat"
+}
+
+# The median of the numbers on standard input, one per line.
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
