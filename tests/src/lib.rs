@@ -227,6 +227,30 @@ impl Node {
         Node::eventually(Duration::from_secs(5), || self.log().contains(needle))
     }
 
+    /// The records of the audit file `{dir}/audit.jsonl`, once it holds at least `n` of
+    /// them (waiting up to 10 s). Every decision is recorded, but by the file's own thread
+    /// after the reply went out: a test that reads the file right after a reply must say how
+    /// many decisions it made, or it may read the file one record short.
+    pub fn audit_records(&self, n: usize) -> Vec<serde_json::Value> {
+        let mut records = Vec::new();
+        Node::eventually(Duration::from_secs(10), || {
+            let text = std::fs::read_to_string(self.path().join("audit.jsonl")).unwrap_or_default();
+            // A line still being written has no newline yet.
+            let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+            records = complete
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("an audit line is JSON"))
+                .collect();
+            records.len() >= n
+        });
+        assert!(
+            records.len() >= n,
+            "the audit file holds {} records, {n} expected",
+            records.len()
+        );
+        records
+    }
+
     /// The RADIUS address; panics if the server is not running.
     pub fn radius(&self) -> SocketAddr {
         self.addr.expect("server not started")

@@ -49,34 +49,22 @@ policy = "two-factor"
     )
 }
 
-/// The audit records written so far, as JSON values.
-fn audit(node: &Node) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(node.path().join("audit.jsonl"))
+/// The result and reason of `user`'s last audit record, read once the file holds the
+/// records of the first `decisions` requests the test made (each request is one decision,
+/// recorded by the file's thread after the reply went out).
+fn last_reason(node: &Node, user: &str, decisions: usize) -> String {
+    node.audit_records(decisions)
+        .iter()
+        .rev()
+        .find(|r| r["user"] == user)
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r["result"].as_str().unwrap_or(""),
+                r["reason"].as_str().unwrap_or("")
+            )
+        })
         .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-/// The reason of the last audit record of `user` (waiting for the file writer).
-fn last_reason(node: &Node, user: &str) -> String {
-    let mut reason = String::new();
-    Node::eventually(Duration::from_secs(5), || {
-        reason = audit(node)
-            .iter()
-            .rev()
-            .find(|r| r["user"] == user)
-            .map(|r| {
-                format!(
-                    "{}/{}",
-                    r["result"].as_str().unwrap_or(""),
-                    r["reason"].as_str().unwrap_or("")
-                )
-            })
-            .unwrap_or_default();
-        !reason.is_empty()
-    });
-    reason
 }
 
 fn hotp_token(node: &Node, user: &str) -> String {
@@ -118,11 +106,11 @@ fn passwords_groups_and_names_are_checked_against_the_directory() {
     // The code is single use, whichever name it comes under.
     let replay = login(addr, "alice", &format!("alice-pass{}", hotp_code(2)));
     assert!(replay.is("Access-Reject"));
-    assert_eq!(last_reason(&node, "alice"), "reject/replayed_passcode");
+    assert_eq!(last_reason(&node, "alice", 4), "reject/replayed_passcode");
 
     let wrong = login(addr, "alice", &format!("alice-pasS{}", hotp_code(3)));
     assert!(wrong.is("Access-Reject"));
-    assert_eq!(last_reason(&node, "alice"), "reject/bad_password");
+    assert_eq!(last_reason(&node, "alice", 5), "reject/bad_password");
     // The refused password did not use code 3.
     let ok = login(addr, "alice", &format!("alice-pass{}", hotp_code(3)));
     assert!(ok.is("Access-Accept"), "{}", ok.output);
@@ -130,12 +118,12 @@ fn passwords_groups_and_names_are_checked_against_the_directory() {
     // A passcode with no password before it cannot be split.
     let empty = login(addr, "alice", &hotp_code(4));
     assert!(empty.is("Access-Reject"));
-    assert_eq!(last_reason(&node, "alice"), "reject/malformed");
+    assert_eq!(last_reason(&node, "alice", 7), "reject/malformed");
 
     // bob is in no group: the rules refuse him before his password is tried.
     let bob = login(addr, "bob", "bob-pass123456");
     assert!(bob.is("Access-Reject"));
-    assert_eq!(last_reason(&node, "bob"), "reject/not_permitted");
+    assert_eq!(last_reason(&node, "bob", 8), "reject/not_permitted");
 
     // carol's group logs in with the directory password alone.
     let carol = login(addr, "carol", "carol-pass");
@@ -160,25 +148,32 @@ fn passwords_groups_and_names_are_checked_against_the_directory() {
         RawClient::check_reply(&reply, &auth, SECRET),
         Code::AccessReject
     );
-    assert_eq!(last_reason(&node, "carol"), "reject/bad_password");
+    assert_eq!(last_reason(&node, "carol", 11), "reject/bad_password");
 
     // dave is allowed but holds no token.
     let dave = login(addr, "dave", &format!("dave-pass{}", hotp_code(0)));
     assert!(dave.is("Access-Reject"));
-    assert_eq!(last_reason(&node, "dave"), "reject/no_token");
+    assert_eq!(last_reason(&node, "dave", 12), "reject/no_token");
 
     // Filter injection finds no one: the name is escaped before it reaches the filter.
-    for name in [
+    for (i, name) in [
         "*",
         "al*",
         "alice)(uid=*",
         "*)(|(uid=*",
         "alice\\2a",
         "carol)(&",
-    ] {
+    ]
+    .iter()
+    .enumerate()
+    {
         let r = login(addr, name, "carol-pass");
         assert!(r.is("Access-Reject"), "{name}: {}", r.output);
-        assert_eq!(last_reason(&node, name), "reject/unknown_user", "{name}");
+        assert_eq!(
+            last_reason(&node, name, 13 + i),
+            "reject/unknown_user",
+            "{name}"
+        );
     }
     // A name of an unconfigured domain stays in the embedded directory (where it is unknown).
     let r = login(
@@ -188,7 +183,7 @@ fn passwords_groups_and_names_are_checked_against_the_directory() {
     );
     assert!(r.is("Access-Reject"));
     assert_eq!(
-        last_reason(&node, "alice@elsewhere.org"),
+        last_reason(&node, "alice@elsewhere.org", 19),
         "reject/unknown_user"
     );
 }
@@ -247,7 +242,10 @@ fn a_server_certificate_from_an_unknown_authority_is_refused() {
     let addr = node.start();
     let r = login(addr, "carol", "carol-pass");
     assert!(r.is("Access-Reject"), "{}", r.output);
-    assert_eq!(last_reason(&node, "carol"), "reject/directory_unavailable");
+    assert_eq!(
+        last_reason(&node, "carol", 1),
+        "reject/directory_unavailable"
+    );
 
     let out = node.cli(&["directory", "test", "carol"], None);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -298,15 +296,18 @@ policy = "password-only"
     assert!(erin.is("Access-Accept"), "{}\n{}", erin.output, node.log());
     let erin = login(addr, "CORP\\erin", "erin-pass");
     assert!(erin.is("Access-Accept"), "{}", erin.output);
-    for (user, reason) in [
+    for (i, (user, reason)) in [
         ("CORP\\frank", "reject/disabled"),
         ("CORP\\grace", "reject/expired"),
         ("CORP\\heidi", "reject/locked_out"),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let password = format!("{}-pass", &user[5..]);
         let r = login(addr, user, &password);
         assert!(r.is("Access-Reject"), "{user}: {}", r.output);
-        assert_eq!(last_reason(&node, user), reason, "{user}");
+        assert_eq!(last_reason(&node, user, 3 + i), reason, "{user}");
     }
 
     let out = node.ok(&["directory", "test", "erin"], None);
@@ -415,7 +416,7 @@ fn token_records_in_the_directory_are_shared_by_two_servers() {
     // The advance was written back: the other server refuses the same code...
     let replay = login(b_addr, "dave", &format!("dave-pass{}", hotp_code(0)));
     assert!(replay.is("Access-Reject"));
-    assert_eq!(last_reason(&b, "dave"), "reject/replayed_passcode");
+    assert_eq!(last_reason(&b, "dave", 1), "reject/replayed_passcode");
     // ...and accepts the next one, which the first then refuses.
     let ok = login(b_addr, "dave", &format!("dave-pass{}", hotp_code(1)));
     assert!(ok.is("Access-Accept"), "{}\n{}", ok.output, b.log());
@@ -616,7 +617,8 @@ fn a_saturated_directory_sheds_logins_with_a_clear_reject() {
     assert_eq!(accepts + rejects, 40, "every request is answered");
     assert!(accepts >= 1, "the admitted login is accepted");
     assert!(rejects >= 1, "the excess is refused at once");
-    let overloaded = audit(&node)
+    let overloaded = node
+        .audit_records(40)
         .iter()
         .filter(|r| r["reason"] == "overloaded")
         .count();
@@ -775,5 +777,5 @@ fn a_directory_user_approves_on_the_phone_enrolled_for_their_entry() {
     let id = pending[0]["id"].as_str().unwrap().to_owned();
     assert_eq!(app.decide(&id, false, None).0, 200);
     assert!(held.join().unwrap().is("Access-Reject"));
-    assert_eq!(last_reason(&node, "alice"), "reject/push_declined");
+    assert_eq!(last_reason(&node, "alice", 3), "reject/push_declined");
 }

@@ -91,6 +91,7 @@ fn metrics_count_replies_and_every_dropped_request() {
     );
 
     // The audit file: one JSON line per decision, no password, passcode or secret.
+    node.audit_records(2);
     let audit = std::fs::read_to_string(node.path().join("audit.jsonl")).expect("audit file");
     let lines: Vec<&str> = audit.lines().collect();
     assert_eq!(lines.len(), 2, "{audit}");

@@ -128,10 +128,9 @@ fn an_unanswered_push_times_out_with_a_reject() {
     let (status, body) = app.decide(&id, true, None);
     assert_eq!(status, 404, "{body}");
     std::thread::sleep(Duration::from_millis(300));
-    let results: Vec<String> = std::fs::read_to_string(node.path().join("audit.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    let results: Vec<String> = node
+        .audit_records(1)
+        .iter()
         .filter(|r| r["user"] == "alice")
         .map(|r| {
             format!(
