@@ -35,18 +35,7 @@ SCRIPT=compare-freeradius
 source "loadtest/script-common.sh"
 
 # --- Prerequisites -------------------------------------------------------------------------
-need_apt=()
-command -v freeradius >/dev/null 2>&1 || need_apt+=(freeradius)
-command -v jq >/dev/null 2>&1 || need_apt+=(jq)
-command -v taskset >/dev/null 2>&1 || need_apt+=(util-linux)
-command -v ss >/dev/null 2>&1 || need_apt+=(iproute2)
-if [ ${#need_apt[@]} -gt 0 ]; then
-    sudo=""
-    [ "$(id -u)" = 0 ] || sudo=sudo
-    say "installing Debian packages: ${need_apt[*]}"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
+need_commands freeradius:freeradius jq:jq taskset:util-linux ss:iproute2
 if [ ! -x "$TOLLGATE_BIN" ]; then
     say "building $TOLLGATE_BIN"
     cargo build --release -p tollgate-actors --bin tollgate

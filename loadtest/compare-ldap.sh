@@ -49,24 +49,14 @@ QUIET_WAIT=${QUIET_WAIT:-120}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 BIN=$TARGET_DIR/release
 
-say() { printf '%s\n' "$*" >&2; }
-die() { say "compare-ldap: $*"; exit 1; }
+SCRIPT=compare-ldap
+# shellcheck source=loadtest/script-common.sh
+source "loadtest/script-common.sh"
+# The FIFO that keeps slapd-fixture alive is closed before the processes are stopped.
+before_cleanup() { exec 3>&-; }
 
 # --- Prerequisites -------------------------------------------------------------------------
-need_apt=()
-command -v slapd >/dev/null 2>&1 || need_apt+=(slapd)
-command -v ldapwhoami >/dev/null 2>&1 || need_apt+=(ldap-utils)
-command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
-command -v jq >/dev/null 2>&1 || need_apt+=(jq)
-command -v taskset >/dev/null 2>&1 || need_apt+=(util-linux)
-command -v ss >/dev/null 2>&1 || need_apt+=(iproute2)
-if [ ${#need_apt[@]} -gt 0 ]; then
-    sudo=""
-    [ "$(id -u)" = 0 ] || sudo=sudo
-    say "installing Debian packages: ${need_apt[*]}"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
+need_commands slapd:slapd ldapwhoami:ldap-utils openssl:openssl jq:jq taskset:util-linux ss:iproute2
 if [ "${BUILD:-1}" = 1 ]; then
     say "building the release binaries in $TARGET_DIR"
     cargo build --release -q -p tollgate-actors --bin tollgate \
@@ -88,34 +78,6 @@ else
     on_client_core=()
 fi
 CLK_TCK=$(getconf CLK_TCK)
-
-# --- A temporary world that is cleaned up on every exit ------------------------------------
-tmp=$(mktemp -d /tmp/compare-ldap.XXXXXX)
-pids=()
-cleanup() {
-    exec 3>&-
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    if [ "${KEEP:-0}" = 1 ]; then say "kept $tmp"; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
-
-free_udp_port() {
-    local p
-    for p in $(shuf -i 20000-60000 -n 100); do
-        if ! ss -Hlun "sport = :$p" | grep -q .; then echo "$p"; return; fi
-    done
-    die "no free UDP port found"
-}
-
-# utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/PID/stat; the
-# command name in field 2 is cut off first in case it contains spaces).
-cpu_ticks() {
-    local stat
-    stat=$(cat "/proc/$1/stat") || die "process $1 is gone"
-    stat=${stat##*) }
-    awk '{ print $12 + $13 }' <<<"$stat"
-}
 
 # Busy ticks of the whole machine (user, nice, system, irq, softirq, steal from /proc/stat),
 # to tell how much CPU processes other than ours took during a run.
@@ -155,7 +117,7 @@ slapd_pid=$(fact pid)
 say "slapd (pid $slapd_pid) on $ldaps_url"
 
 # --- Tollgate ------------------------------------------------------------------------------
-tg_port=$(free_udp_port)
+tg_port=$(free_port)
 tg="$tmp/tollgate"
 mkdir -p "$tg"
 cat >"$tg/tollgate.toml" <<EOF
@@ -287,7 +249,6 @@ for run in $(seq 1 "$REPEATS"); do
 done
 
 # --- Table of medians ----------------------------------------------------------------------
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 col() { awk -F'\t' -v n="$1" -v c="$2" '$1 == n { print $c }' "$results" | median; }
 if [ "$PIN" = 1 ]; then
     placing="slapd alone on core $SLAPD_CORE; bench, or Tollgate + RADIUS harness, on core $CLIENT_CORE"

@@ -39,9 +39,7 @@ SCRIPT=open-loop
 # shellcheck source=loadtest/script-common.sh
 source "loadtest/script-common.sh"
 
-for tool in jq taskset ss curl; do
-    command -v "$tool" >/dev/null 2>&1 || die "needs $tool (Debian packages jq, util-linux, iproute2, curl)"
-done
+need_commands jq:jq taskset:util-linux ss:iproute2 curl:curl
 [ -x "$TOLLGATE_BIN" ] || cargo build --release -p tollgate-actors --bin tollgate
 [ -x "$LOADTEST_BIN" ] || cargo build --release -p tollgate-loadtest
 cores=$(nproc)

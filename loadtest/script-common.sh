@@ -2,7 +2,8 @@
 #
 # The sourcing script sets SCRIPT (its name, for messages) first. It gets: say/die, a
 # temporary directory in $tmp that is removed on every exit (KEEP=1 keeps it) together with
-# the processes whose pids it adds to the `pids` array, free_port, cpu_ticks and median.
+# the processes whose pids it adds to the `pids` array (a function `before_cleanup`, if the
+# script defines one, runs first), need_commands, free_port, cpu_ticks and median.
 
 say() { printf '%s\n' "$*" >&2; }
 die() { say "$SCRIPT: $*"; exit 1; }
@@ -10,11 +11,26 @@ die() { say "$SCRIPT: $*"; exit 1; }
 tmp=$(mktemp -d "/tmp/$SCRIPT.XXXXXX")
 pids=()
 cleanup() {
+    if declare -F before_cleanup >/dev/null; then before_cleanup; fi
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
     if [ "${KEEP:-0}" = 1 ]; then say "kept $tmp"; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
+
+# Installs the Debian packages of the commands that are missing; arguments are
+# `command:package` pairs.
+need_commands() {
+    local pair packages=() sudo=""
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null 2>&1 || packages+=("${pair#*:}")
+    done
+    [ ${#packages[@]} -gt 0 ] || return 0
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    say "installing Debian packages: ${packages[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}" >/dev/null
+}
 
 # A port on loopback that nobody listens on right now, over UDP or TCP.
 free_port() {
