@@ -19,6 +19,7 @@
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind};
 use std::net::IpAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
@@ -267,6 +268,8 @@ pub struct Worker {
     stopped_sending: Instant,
     unknown_seq: u32,
     name_buf: String,
+    /// When the reply being handled reached its socket (the end of a login's latency).
+    answered_at: Instant,
 }
 
 impl Worker {
@@ -276,6 +279,10 @@ impl Worker {
         for socket in setup.sockets {
             let nas = socket.local_addr()?.ip();
             socket.set_nonblocking(true)?;
+            // A reply's latency ends when it reaches the socket, as the kernel stamps it, not
+            // when this loop gets round to reading it: a busy harness must not lengthen the
+            // server's latency. Without stamps (an old kernel) the read time stands in.
+            let _ = crate::sys::enable_arrival_stamps(socket.as_raw_fd());
             socks.push(Sock {
                 socket: UdpSocket::from_std(socket),
                 ids: IdPool::new(),
@@ -333,6 +340,7 @@ impl Worker {
             stopped_sending: setup.end,
             unknown_seq: 0,
             name_buf: String::with_capacity(32),
+            answered_at: setup.start,
         })
     }
 
@@ -437,10 +445,13 @@ impl Worker {
     /// Reads every datagram waiting on socket `s` (readiness is edge-triggered).
     fn drain(&mut self, s: usize, buf: &mut [u8]) {
         loop {
-            match self.socks[s].socket.recv(buf) {
-                Ok(n) => {
+            match crate::sys::recv_stamped(self.socks[s].socket.as_raw_fd(), buf) {
+                Ok((n, stamp)) => {
                     let now = Instant::now();
-                    self.on_datagram(s, &buf[..n], now);
+                    let arrived = stamp.map_or(now, |t| {
+                        crate::sys::instant_of(t, now, std::time::SystemTime::now())
+                    });
+                    self.on_datagram(s, &buf[..n], arrived, now);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -850,7 +861,8 @@ impl Worker {
     }
 
     /// Handles one datagram received on socket `s`.
-    fn on_datagram(&mut self, s: usize, bytes: &[u8], now: Instant) {
+    /// Handles a datagram on socket `s` that arrived at `arrived` and is read at `now`.
+    fn on_datagram(&mut self, s: usize, bytes: &[u8], arrived: Instant, now: Instant) {
         let Ok(packet) = Packet::decode(bytes) else {
             self.stats.counts.bad_replies += 1;
             return;
@@ -893,7 +905,7 @@ impl Worker {
         self.stats.counts.answered += 1;
         record(
             &mut self.stats.latency,
-            now.saturating_duration_since(slot.measure_from),
+            arrived.saturating_duration_since(slot.measure_from),
         );
         self.stats.last_reply = Some(now);
         let txn = &mut self.txns[t];
@@ -911,6 +923,7 @@ impl Worker {
             }
         }
         self.free_slot(s, id);
+        self.answered_at = arrived;
         self.step(t, Some(code), now);
     }
 
@@ -977,7 +990,7 @@ impl Worker {
         if reply.is_some() {
             record(
                 &mut self.stats.login_latency,
-                now.saturating_duration_since(started),
+                self.answered_at.saturating_duration_since(started),
             );
         }
         if let Some(u) = user {
