@@ -318,7 +318,10 @@ mod tests {
             let total: usize = c.shards.iter().map(|s| s.capacity).sum();
             assert_eq!(total, capacity, "{capacity}");
             assert!(c.shards.len() <= MAX_SHARDS);
-            assert!(capacity <= SHARD_ENTRIES || c.shards.len() > 1, "{capacity}");
+            assert!(
+                capacity <= SHARD_ENTRIES || c.shards.len() > 1,
+                "{capacity}"
+            );
         }
     }
 

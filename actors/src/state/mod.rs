@@ -17,5 +17,6 @@ pub type Hasher = foldhash::fast::RandomState;
 
 pub use credentials::CredentialCache;
 pub use directory::{
-    DayCheck, DeviceEntry, Directory, PasscodeCheck, PasswordCheck, TokenEntry, UserEntry,
+    DayCheck, DeviceEntry, Directory, DirtyState, PasscodeCheck, PasswordCheck, TokenEntry,
+    UserEntry,
 };
