@@ -296,3 +296,19 @@ fn an_unregistered_push_token_is_forgotten_with_its_waiting_messages() {
     );
     assert_eq!(store.forget_push_token("tok-gone").unwrap(), 0);
 }
+
+#[test]
+fn the_wal_is_checkpointed_in_small_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mode: String = store
+        .conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let pages: i64 = store
+        .conn
+        .pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0))
+        .unwrap();
+    assert_eq!(pages, WAL_CHECKPOINT_PAGES);
+}
