@@ -7,8 +7,12 @@
 # with the harness polling instead of sleeping between sends (`--spin`: a sleeping loop
 # cannot keep a timetable of one send every 10 µs on this kind of machine). Latency is
 # measured by the harness from each request's intended send time, so that its own lateness
-# is counted too; the server's histogram (kernel arrival stamp to reply) says how much of
-# the tail is the server's. The table shows each run and the medians.
+# is counted too, and ends at the reply's arrival stamp on the harness's socket; the
+# server's histogram (kernel arrival stamp to reply) says how much of the tail is the
+# server's. Before the runs, `tollgate-loadtest hiccups` measures for DURATION seconds how
+# often each of the two cores is taken away from a thread that never sleeps (the floor
+# under any tail latency measured here). The table shows each run, the medians and those
+# stalls.
 #
 # VARIANTS names server configurations to compare side by side, each started once and
 # measured in alternation: `default` (the shipped configuration) and `unprioritised`
@@ -129,6 +133,15 @@ if [ -z "${RATE:-}" ]; then
     say "maximum $(printf '%.0f' "$max")/s; open loop at $RATE/s"
 fi
 
+# The machine's own stalls on both cores, measured while nothing else of ours runs: a
+# stall of a few milliseconds on the server's core puts every request waiting there over
+# 2 ms, and at 80 % load the queue it leaves takes about five times as long to drain.
+say "measuring the machine's own stalls on cores $SERVER_CORE and $HARNESS_CORE ($DURATION s)"
+taskset -c "$SERVER_CORE" "$LOADTEST_BIN" hiccups --duration "$DURATION" >"$tmp/hiccups-server" &
+hiccup_pid=$!
+taskset -c "$HARNESS_CORE" "$LOADTEST_BIN" hiccups --duration "$DURATION" >"$tmp/hiccups-harness"
+wait "$hiccup_pid"
+
 results="$tmp/results.tsv"
 : >"$results"
 for run in $(seq 1 "$REPEATS"); do
@@ -159,3 +172,5 @@ for v in $VARIANTS; do
         "$(col "$v" 3)" "$(col "$v" 4)" "$(col "$v" 5)" "$(col "$v" 6)" "$(col "$v" 7)" \
         "$(col "$v" 9)" "$(col "$v" 10)" "$(col "$v" 11)"
 done
+printf '\nthe machine idle, before the runs: server core %s: %s\n' "$SERVER_CORE" "$(head -n1 "$tmp/hiccups-server")"
+printf '                                   harness core %s: %s\n' "$HARNESS_CORE" "$(head -n1 "$tmp/hiccups-harness")"

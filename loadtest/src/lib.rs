@@ -57,6 +57,7 @@
 //! error by status.
 
 pub mod guard;
+pub mod hiccups;
 pub mod ids;
 pub mod mix;
 pub mod packet;

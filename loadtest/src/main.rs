@@ -3,7 +3,7 @@
 //! `setup` writes users, seeds and a shared secret for a server to import; `push-setup`
 //! enrols a simulated phone per user with a running server's mobile API; `run` drives load
 //! against a server on a loopback address and reports throughput, latency and every kind
-//! of reply. See the crate documentation of `tollgate_loadtest` for how it works.
+//! of reply; `hiccups` measures the stalls of the machine itself. See the crate documentation of `tollgate_loadtest` for how it works.
 
 use std::io::BufRead;
 use std::net::IpAddr;
@@ -42,6 +42,20 @@ enum Command {
     PushSetup(PushSetupArgs),
     /// Send load to a server on a loopback address and report what came back.
     Run(Box<RunArgs>),
+    /// Measure this machine's own stalls: spin on one thread (pin it with taskset) and
+    /// count how often and how long it is kept off its core. A tail latency below these
+    /// stalls cannot be measured on this machine.
+    Hiccups(HiccupsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct HiccupsArgs {
+    /// Seconds to spin.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Write the counts as JSON to this file too.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -282,6 +296,7 @@ fn main() -> ExitCode {
         Command::Setup(args) => setup(&args).map(|()| ExitCode::SUCCESS),
         Command::PushSetup(args) => run_push_setup(&args).map(|()| ExitCode::SUCCESS),
         Command::Run(args) => run(&args),
+        Command::Hiccups(args) => hiccups(&args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -290,6 +305,27 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn hiccups(args: &HiccupsArgs) -> Result<()> {
+    if !(args.duration > 0.0 && args.duration <= MAX_DURATION_SECS) {
+        bail!("--duration must be above 0 and at most {MAX_DURATION_SECS} seconds");
+    }
+    let h = tollgate_loadtest::hiccups::measure(Duration::from_secs_f64(args.duration));
+    println!("{}", h.summary());
+    for c in &h.classes {
+        println!(
+            "  >= {:>6} µs: {:>6} ({:.1} ms)",
+            c.from_us,
+            c.count,
+            c.total_us as f64 / 1e3
+        );
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&h).context("encoding the counts")?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn setup(args: &SetupArgs) -> Result<()> {
