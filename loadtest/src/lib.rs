@@ -19,8 +19,11 @@
 //!   with which identifier;
 //! * [`packet`] builds the datagrams, [`worker`] runs the event loop that sends them and checks
 //!   every reply, and [`run`] coordinates workers, the warm-up and the progress line;
-//! * [`stats`] counts and measures, [`report`] turns the counts into the summary and the JSON
-//!   report, and [`sys`] reads the process's own CPU time and formats timestamps;
+//! * [`stats`] counts and measures (a reply's latency ends at the kernel's arrival stamp on
+//!   the harness's socket, so a busy harness does not lengthen it), [`report`] turns the
+//!   counts into the summary and the JSON report, and [`sys`] reads the process's own CPU
+//!   time and the arrival stamps, and formats timestamps;
+//! * [`hiccups`] measures the machine's own stalls (`tollgate-loadtest hiccups`);
 //! * [`push`] is the phone's side of the push scenario: `push-setup` enrols a simulated phone
 //!   per user over the mobile API, and during a run its approver threads approve each held
 //!   login over HTTP after a random delay.
