@@ -9,7 +9,10 @@
 //!
 //! - background threads lower their own priority (`background_nice`, 10 by default), which
 //!   needs no privilege: the kernel then lets a UDP worker that wakes preempt them at once,
-//!   instead of finishing a SQLite batch or a metrics drain first;
+//!   instead of finishing a SQLite batch or a metrics drain first. A background thread that
+//!   wakes after a sleep is still owed its share, though, and once the kernel has picked it
+//!   it keeps the core until it sleeps or the next tick: so the long jobs of those threads
+//!   come in short pieces too (the store thread's writes, `sync.rs`);
 //! - UDP workers ask for a short time slice (`udp_slice_us`, 100 µs by default; Linux 6.12
 //!   and later honour it, older kernels ignore it): a thread with a shorter slice preempts
 //!   one with a longer slice when it wakes, so a datagram's arrival takes the core back from
