@@ -175,82 +175,18 @@ impl Timer {
 }
 
 /// Asks the kernel to stamp every datagram that reaches socket `fd` with its arrival time
-/// (`SO_TIMESTAMPNS`; read back by [`recv_stamped`]).
-#[allow(unsafe_code)]
+/// (read back by [`recv_stamped`]).
 pub fn enable_arrival_stamps(fd: std::os::fd::RawFd) -> std::io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: a socket descriptor, a pointer to a c_int that outlives the call, and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    tollgate_netstamp::enable(fd)
 }
-
-/// Room for one `SCM_TIMESTAMPNS` control message, with spare, as whole `u64`s so that the
-/// buffer is aligned as control messages must be.
-const CONTROL_WORDS: usize = 8;
 
 /// Receives one datagram from socket `fd` (without waiting) into `buf`: its length, and the
 /// time the kernel says it arrived, if the socket stamps arrivals.
-#[allow(unsafe_code)]
 pub fn recv_stamped(
     fd: std::os::fd::RawFd,
     buf: &mut [u8],
 ) -> std::io::Result<(usize, Option<SystemTime>)> {
-    let mut control = [0u64; CONTROL_WORDS];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: msghdr is plain old data; all-zero is a valid (empty) value.
-    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
-    header.msg_iov = &mut iov;
-    header.msg_iovlen = 1;
-    header.msg_control = control.as_mut_ptr().cast();
-    header.msg_controllen = std::mem::size_of_val(&control) as _;
-    // SAFETY: the header points at `iov` (which points at `buf`) and at `control`, all alive
-    // and of the sizes stated until the call returns.
-    let n = unsafe { libc::recvmsg(fd, &mut header, libc::MSG_DONTWAIT) };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok((n as usize, arrival_stamp(&header)))
-}
-
-/// The `SCM_TIMESTAMPNS` stamp among the control messages of a received `header`.
-#[allow(unsafe_code)]
-fn arrival_stamp(header: &libc::msghdr) -> Option<SystemTime> {
-    // SAFETY: CMSG_FIRSTHDR and CMSG_NXTHDR walk the control buffer the kernel filled, within
-    // the length it reported; each message is checked for type and size before its data is
-    // read (unaligned, as a timespec).
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(header);
-        while !cmsg.is_null() {
-            let c = &*cmsg;
-            if c.cmsg_level == libc::SOL_SOCKET
-                && c.cmsg_type == libc::SCM_TIMESTAMPNS
-                && c.cmsg_len as usize
-                    >= libc::CMSG_LEN(std::mem::size_of::<libc::timespec>() as u32) as usize
-            {
-                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::timespec>());
-                let secs = u64::try_from(ts.tv_sec).ok()?;
-                let nanos = u32::try_from(ts.tv_nsec).ok()?;
-                return UNIX_EPOCH.checked_add(Duration::new(secs, nanos));
-            }
-            cmsg = libc::CMSG_NXTHDR(header, cmsg);
-        }
-    }
-    None
+    tollgate_netstamp::recv(fd, buf, libc::MSG_DONTWAIT)
 }
 
 /// The instant on the monotonic clock of an event the wall clock stamped `stamp`, read
@@ -311,45 +247,6 @@ mod tests {
         let after = cpu_times();
         assert!(after.total() >= before.total());
     }
-    #[test]
-    fn a_reply_carries_the_kernels_arrival_stamp() {
-        use std::os::fd::AsRawFd;
-        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let mut buf = [0u8; 64];
-        // Nothing waiting: the call does not block.
-        let err = recv_stamped(rx.as_raw_fd(), &mut buf).unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
-        // Without stamping the datagram comes without a time.
-        tx.send_to(b"one", rx.local_addr().unwrap()).unwrap();
-        std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(recv_stamped(rx.as_raw_fd(), &mut buf).unwrap(), (3, None));
-        enable_arrival_stamps(rx.as_raw_fd()).unwrap();
-        // The kernel switches arrival stamping on a moment later (until then it stamps a
-        // datagram when it is read): a datagram read 50 ms after it was sent soon shows it.
-        let mut age = Duration::ZERO;
-        for _ in 0..20 {
-            let before = SystemTime::now();
-            tx.send_to(b"two!", rx.local_addr().unwrap()).unwrap();
-            std::thread::sleep(Duration::from_millis(50));
-            let (n, stamp) = recv_stamped(rx.as_raw_fd(), &mut buf).unwrap();
-            assert_eq!(&buf[..n], b"two!");
-            let stamp = stamp.expect("an arrival stamp");
-            assert!(
-                stamp + Duration::from_millis(1) >= before,
-                "{stamp:?} {before:?}"
-            );
-            age = SystemTime::now().duration_since(stamp).unwrap();
-            if age >= Duration::from_millis(40) {
-                break;
-            }
-        }
-        assert!(
-            age >= Duration::from_millis(40),
-            "stamped when read: {age:?}"
-        );
-    }
-
     #[test]
     fn a_stamp_maps_to_the_monotonic_clock_and_never_ahead_of_now() {
         let now = std::time::Instant::now();

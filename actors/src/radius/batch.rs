@@ -29,37 +29,21 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use tollgate_engine::radius::MAX_PACKET_LEN;
 
 /// Datagrams taken per receive call at most.
 pub const BATCH: usize = 32;
 
-/// Room for one `SCM_TIMESTAMPNS` control message (a `timespec` and its header), rounded
-/// up generously.
-const CONTROL_LEN: usize = 64;
+/// Room for one `SCM_TIMESTAMPNS` control message.
+const CONTROL_LEN: usize = tollgate_netstamp::CONTROL_LEN;
 
 /// Asks the kernel to stamp every datagram of `socket` with its arrival time. The kernel
 /// turns stamping on in the background, so datagrams of the next few milliseconds may come
 /// unstamped (and read as not having waited).
 pub fn enable_timestamps(socket: &UdpSocket) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: a valid socket, a pointer to a c_int and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    tollgate_netstamp::enable(socket.as_raw_fd())
 }
 
 /// One received datagram.
@@ -181,7 +165,9 @@ impl RecvBatch {
         Some(Datagram {
             bytes: &self.buffers[i][..len],
             peer,
-            arrived: arrival(&header.msg_hdr),
+            // SAFETY: the header and its control buffer (owned by self) were filled by the
+            // last recvmmsg call, which reported `filled` messages, this one among them.
+            arrived: unsafe { tollgate_netstamp::arrival(&header.msg_hdr) },
         })
     }
 }
@@ -213,26 +199,6 @@ fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
         }
         _ => None,
     }
-}
-
-/// The arrival time the kernel attached to a datagram, if it did.
-fn arrival(header: &libc::msghdr) -> Option<SystemTime> {
-    // SAFETY: the header was filled by recvmmsg, so its control buffer holds
-    // `msg_controllen` bytes of well-formed control messages; the CMSG_* functions walk them.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(header);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
-            {
-                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::timespec>());
-                let secs = u64::try_from(ts.tv_sec).ok()?;
-                let nanos = u32::try_from(ts.tv_nsec).ok()?;
-                return UNIX_EPOCH.checked_add(Duration::new(secs, nanos));
-            }
-            cmsg = libc::CMSG_NXTHDR(header, cmsg);
-        }
-    }
-    None
 }
 
 /// When to shed a datagram for having waited too long (see the module documentation).
