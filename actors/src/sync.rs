@@ -111,6 +111,11 @@ fn flush(store: &mut Store, directory: &Directory, pause: Option<Duration>) {
         mut tokens,
         mut lockouts,
     } = directory.take_dirty();
+    // In id order, each chunk updates rows that sit together in the tables' B-trees, so the
+    // chunks of one flush write about the pages one transaction would, not each of them
+    // most of the table.
+    tokens.sort_unstable_by_key(|(id, _)| *id);
+    lockouts.sort_unstable_by_key(|(id, _)| *id);
     let mut first = true;
     while !tokens.is_empty() || !lockouts.is_empty() {
         if let (Some(pause), false) = (pause, first) {
