@@ -52,8 +52,9 @@ pub enum Seen<'a> {
 /// once) in steps of at most about this many entries, a few tens of microseconds of work.
 const SHARD_ENTRIES: usize = 1024;
 
-/// Shards of one cache at most.
-const MAX_SHARDS: usize = 128;
+/// Shards of one cache at most (an empty shard costs about a hundred bytes): up to
+/// 1,048,576 entries a shard stays at about [`SHARD_ENTRIES`].
+const MAX_SHARDS: usize = 1024;
 
 /// Bounded cache of recent requests of one client.
 ///
@@ -61,7 +62,8 @@ const MAX_SHARDS: usize = 128;
 /// and share of the capacity. A single table of tens of thousands of entries doubles in one
 /// step as it fills, rehashing every entry on the worker that happens to insert: measured
 /// at 16 ms for the last doubling of a 65,536-entry cache at 95,000 requests/s, during
-/// which every request waited. A shard doubles at about [`SHARD_ENTRIES`] entries at most.
+/// which every request waited. A shard doubles at about [`SHARD_ENTRIES`] entries at most
+/// (for a capacity up to [`MAX_SHARDS`] times that).
 /// Hashing spreads keys evenly, so the shards fill and age alike and the cache as a whole
 /// keeps about the most recent `capacity` requests.
 pub struct DuplicateCache {
@@ -91,7 +93,7 @@ impl DuplicateCache {
                 order: VecDeque::new(),
                 window,
                 // The capacity split as evenly as it goes: the shards add up to it.
-                capacity: (capacity / count + usize::from(i < capacity % count)).max(1),
+                capacity: capacity / count + usize::from(i < capacity % count),
             })
             .collect();
         DuplicateCache { shards, hasher }
@@ -313,11 +315,17 @@ mod tests {
 
     #[test]
     fn the_shards_share_the_capacity_exactly() {
-        for capacity in [1, 10, 1023, 1024, 1025, 65_536, 65_537, 1_000_000] {
+        for capacity in [
+            1, 10, 1023, 1024, 1025, 65_536, 65_537, 1_000_000, 5_000_000,
+        ] {
             let c = DuplicateCache::new(Duration::from_secs(30), capacity);
             let total: usize = c.shards.iter().map(|s| s.capacity).sum();
             assert_eq!(total, capacity, "{capacity}");
             assert!(c.shards.len() <= MAX_SHARDS);
+            assert!(c.shards.iter().all(|s| s.capacity >= 1), "{capacity}");
+            if capacity <= MAX_SHARDS * SHARD_ENTRIES {
+                assert!(c.shards.iter().all(|s| s.capacity <= SHARD_ENTRIES));
+            }
             assert!(
                 capacity <= SHARD_ENTRIES || c.shards.len() > 1,
                 "{capacity}"
