@@ -247,6 +247,7 @@ mod tests {
         let after = cpu_times();
         assert!(after.total() >= before.total());
     }
+
     #[test]
     fn a_stamp_maps_to_the_monotonic_clock_and_never_ahead_of_now() {
         let now = std::time::Instant::now();

@@ -860,7 +860,6 @@ impl Worker {
         encode_access_request(&mut self.out, &request, secret)
     }
 
-    /// Handles one datagram received on socket `s`.
     /// Handles a datagram on socket `s` that arrived at `arrived` and is read at `now`.
     fn on_datagram(&mut self, s: usize, bytes: &[u8], arrived: Instant, now: Instant) {
         let Ok(packet) = Packet::decode(bytes) else {
