@@ -4,13 +4,22 @@
 //! Authenticator. While it is being worked on, a retransmit joins it (is dropped, and the
 //! one reply answers both); once answered, a retransmit within the window gets the cached
 //! reply byte for byte, so a passcode is never checked twice. The cache is bounded both in
-//! time and in entries, and split into shards so that growing it never stalls a worker.
+//! time and in entries.
+//!
+//! Requests are kept in a ring in the order they were first seen, so that the oldest is
+//! always the next to go, and found through small hash tables (shards) that hold only each
+//! entry's place in the ring and 32 bits of its hash. Every request costs one insertion at
+//! the ring's head and, once the cache is full, one removal at its tail, and neither moves
+//! any other entry: the ring grows in chunks of fixed size as it first fills, a shard's
+//! table grows only in small steps, and the reply of a new entry is written into the buffer
+//! its slot held before, so a full cache allocates nothing.
 
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
+use std::ops::{Index, IndexMut};
 use std::time::{Duration, Instant};
+
+use hashbrown::HashTable;
 
 use crate::state::Hasher;
 
@@ -29,14 +38,6 @@ pub struct DedupKey {
 /// from the answer (inline logins are answered within microseconds and keep one entry).
 const RESTAMP_AFTER: Duration = Duration::from_secs(1);
 
-/// A remembered request, with the time it was first seen: the window and the eviction
-/// order both count from then, so a request is remembered once in `order`.
-struct Slot {
-    since: Instant,
-    /// The reply, once answered.
-    reply: Option<Box<[u8]>>,
-}
-
 /// What the cache knows of an arriving request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Seen<'a> {
@@ -49,173 +50,307 @@ pub enum Seen<'a> {
 }
 
 /// Entries per shard that a cache aims at: a shard's table grows (and is rehashed, all at
-/// once) in steps of at most about this many entries, a few tens of microseconds of work.
+/// once) in steps of at most about this many entries, a few microseconds of work.
 const SHARD_ENTRIES: usize = 1024;
 
-/// Shards of one cache at most (an empty shard costs about a hundred bytes): up to
+/// Shards of one cache at most (an empty shard costs a few tens of bytes): up to
 /// 1,048,576 entries a shard stays at about [`SHARD_ENTRIES`].
 const MAX_SHARDS: usize = 1024;
 
-/// Bounded cache of recent requests of one client.
-///
-/// It is split into shards by a hash of the key, each with its own table, eviction order
-/// and share of the capacity. A single table of tens of thousands of entries doubles in one
-/// step as it fills, rehashing every entry on the worker that happens to insert: measured
-/// at 16 ms for the last doubling of a 65,536-entry cache at 95,000 requests/s, during
-/// which every request waited. A shard doubles at about [`SHARD_ENTRIES`] entries at most
-/// (for a capacity up to [`MAX_SHARDS`] times that).
-/// Hashing spreads keys evenly, so the shards fill and age alike and the cache as a whole
-/// keeps about the most recent `capacity` requests.
-pub struct DuplicateCache {
-    shards: Box<[Shard]>,
-    hasher: Hasher,
+/// Where a request lives in the ring, as a shard's table holds it: the ring slot and the
+/// low 32 bits of the key's hash, from which the table's own hash is made again when it
+/// grows (so growing never reads the ring), and which a lookup compares before it reads the
+/// ring's key.
+#[derive(Copy, Clone)]
+struct Place {
+    slot: u32,
+    tag: u32,
 }
 
-/// One shard: a table, and the order its entries age in.
-struct Shard {
-    slots: HashMap<DedupKey, Slot, Hasher>,
-    /// Insertion order, for eviction by age and by count. May hold keys whose slot was
-    /// replaced or removed; those are recognised by their timestamp and skipped.
-    order: VecDeque<(Instant, DedupKey)>,
-    window: Duration,
+/// The table hash of a tag: a multiplication spreads its 32 bits over the 64 the table
+/// uses (its top bits choose among the candidates of a group, the low ones the group).
+fn table_hash(tag: u32) -> u64 {
+    u64::from(tag).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// What a ring slot holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Nothing: never used, expired, forgotten, or moved to the head.
+    Vacant,
+    /// Being worked on.
+    InProgress,
+    /// Answered with the bytes in `reply`.
+    Answered,
+}
+
+/// One slot of the ring.
+struct Entry {
+    key: DedupKey,
+    /// The key's full hash (shard and tag).
+    hash: u64,
+    /// When the request was first seen (or answered, for one that took long): the window
+    /// counts from then.
+    since: Instant,
+    state: State,
+    /// The reply, when answered. Its buffer stays with the slot for the next occupant.
+    reply: Vec<u8>,
+}
+
+/// Slots per chunk of the ring: a chunk is allocated when the ring first reaches it and
+/// never moves, so a cache costs memory as it fills, not as configured.
+const CHUNK: usize = 4096;
+
+/// The ring's slots, in chunks of [`CHUNK`], numbered from zero.
+#[derive(Default)]
+struct Ring {
+    chunks: Vec<Vec<Entry>>,
+    /// Slots written at least once.
+    len: usize,
+}
+
+impl Ring {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Adds the next slot; `capacity` bounds the size of its chunk.
+    fn push(&mut self, entry: Entry, capacity: usize) {
+        if self.len % CHUNK == 0 {
+            self.chunks
+                .push(Vec::with_capacity(CHUNK.min(capacity - self.len)));
+        }
+        if let Some(chunk) = self.chunks.last_mut() {
+            chunk.push(entry);
+        }
+        self.len += 1;
+    }
+}
+
+impl Index<usize> for Ring {
+    type Output = Entry;
+    fn index(&self, slot: usize) -> &Entry {
+        &self.chunks[slot / CHUNK][slot % CHUNK]
+    }
+}
+
+impl IndexMut<usize> for Ring {
+    fn index_mut(&mut self, slot: usize) -> &mut Entry {
+        &mut self.chunks[slot / CHUNK][slot % CHUNK]
+    }
+}
+
+/// Bounded cache of recent requests of one client.
+pub struct DuplicateCache {
+    /// The ring: up to `capacity` slots, filled up by pushing, then reused.
+    ring: Ring,
     capacity: usize,
+    /// Sequence number of the oldest slot still counted (its slot is `tail % capacity`)
+    /// and of the next slot to write; the ring holds `head - tail` slots, some of them
+    /// possibly vacant.
+    tail: u64,
+    head: u64,
+    /// Entries not vacant.
+    live: usize,
+    /// The index: for each live entry, its place, in the shard its hash chooses.
+    shards: Box<[HashTable<Place>]>,
+    window: Duration,
+    hasher: Hasher,
 }
 
 impl DuplicateCache {
     /// A cache that remembers requests for `window` and at most `capacity` of them.
     pub fn new(window: Duration, capacity: usize) -> Self {
-        let capacity = capacity.max(1);
+        let capacity = capacity.clamp(1, u32::MAX as usize);
         let count = capacity.div_ceil(SHARD_ENTRIES).clamp(1, MAX_SHARDS);
-        let hasher = Hasher::default();
-        let shards = (0..count)
-            .map(|i| Shard {
-                slots: HashMap::with_hasher(hasher.clone()),
-                order: VecDeque::new(),
-                window,
-                // The capacity split as evenly as it goes: the shards add up to it.
-                capacity: capacity / count + usize::from(i < capacity % count),
-            })
-            .collect();
-        DuplicateCache { shards, hasher }
+        DuplicateCache {
+            ring: Ring::default(),
+            capacity,
+            tail: 0,
+            head: 0,
+            live: 0,
+            shards: (0..count).map(|_| HashTable::new()).collect(),
+            window,
+            hasher: Hasher::default(),
+        }
     }
 
-    fn shard(&mut self, key: &DedupKey) -> &mut Shard {
-        let n = self.shards.len();
-        let i = if n == 1 {
-            0
+    fn slot_of(&self, seq: u64) -> usize {
+        (seq % self.capacity as u64) as usize
+    }
+
+    /// The shard of a hash: its high bits (the tag is made of the low ones).
+    fn shard_of(&self, hash: u64) -> usize {
+        ((hash >> 32) as usize) % self.shards.len()
+    }
+
+    /// The ring slot of a live request, if remembered.
+    fn find(&self, key: &DedupKey, hash: u64) -> Option<usize> {
+        let tag = hash as u32;
+        let ring = &self.ring;
+        self.shards[self.shard_of(hash)]
+            .find(table_hash(tag), |p| {
+                p.tag == tag && ring[p.slot as usize].key == *key
+            })
+            .map(|p| p.slot as usize)
+    }
+
+    /// Takes the request in `slot` out of the index and marks the slot vacant.
+    fn vacate(&mut self, slot: usize) {
+        let entry = &mut self.ring[slot];
+        if entry.state == State::Vacant {
+            return;
+        }
+        entry.state = State::Vacant;
+        // The bytes go; the buffer stays for the slot's next occupant.
+        entry.reply.clear();
+        let hash = entry.hash;
+        let shard = self.shard_of(hash);
+        if let Ok(found) =
+            self.shards[shard].find_entry(table_hash(hash as u32), |p| p.slot as usize == slot)
+        {
+            found.remove();
+        }
+        self.live -= 1;
+    }
+
+    /// Forgets the request in `slot` ahead of its turn: the slot stays in the ring, vacant,
+    /// until the tail passes it, unless it is the newest, which the head takes back (with
+    /// any vacant ones before it) for the next request.
+    fn forget(&mut self, slot: usize) {
+        self.vacate(slot);
+        while self.head > self.tail && self.ring[self.slot_of(self.head - 1)].state == State::Vacant
+        {
+            self.head -= 1;
+        }
+    }
+
+    /// Drops the oldest slots while they are vacant or out of their window, and, with
+    /// `room`, one more when the ring is full, so that the head has a slot to write.
+    fn evict(&mut self, now: Instant, room: bool) {
+        while self.tail < self.head {
+            let slot = self.slot_of(self.tail);
+            let entry = &self.ring[slot];
+            let expired = now.saturating_duration_since(entry.since) >= self.window;
+            let full = room && self.head - self.tail >= self.capacity as u64;
+            if entry.state != State::Vacant && !expired && !full {
+                break;
+            }
+            self.vacate(slot);
+            self.tail += 1;
+        }
+    }
+
+    /// Writes a new entry at the head, after making room, and indexes it.
+    fn push(&mut self, key: DedupKey, hash: u64, now: Instant, reply: Option<&[u8]>) {
+        self.evict(now, true);
+        let slot = self.slot_of(self.head);
+        let state = if reply.is_some() {
+            State::Answered
         } else {
-            // The table inside uses the low bits of the same hash; the shard takes the high
-            // ones, so that both spread.
-            (self.hasher.hash_one(key) >> 32) as usize % n
+            State::InProgress
         };
-        &mut self.shards[i]
+        if slot == self.ring.len() {
+            self.ring.push(
+                Entry {
+                    key,
+                    hash,
+                    since: now,
+                    state,
+                    reply: reply.map(<[u8]>::to_vec).unwrap_or_default(),
+                },
+                self.capacity,
+            );
+        } else {
+            let entry = &mut self.ring[slot];
+            debug_assert!(entry.state == State::Vacant);
+            entry.key = key;
+            entry.hash = hash;
+            entry.since = now;
+            entry.state = state;
+            entry.reply.clear();
+            entry.reply.extend_from_slice(reply.unwrap_or_default());
+        }
+        self.head += 1;
+        self.live += 1;
+        let tag = hash as u32;
+        let shard = self.shard_of(hash);
+        self.shards[shard].insert_unique(
+            table_hash(tag),
+            Place {
+                slot: slot as u32,
+                tag,
+            },
+            |p| table_hash(p.tag),
+        );
     }
 
     /// Looks a request up, marking it in progress when it is new.
     pub fn begin(&mut self, key: DedupKey, now: Instant) -> Seen<'_> {
-        self.shard(&key).begin(key, now)
+        self.evict(now, false);
+        let hash = self.hasher.hash_one(key);
+        let found = self.find(&key, hash);
+        if let Some(slot) = found {
+            // The tail goes in the order of first sight, which the arrival stamps follow
+            // only roughly: an entry behind one that is younger may outlive its window.
+            if now.saturating_duration_since(self.ring[slot].since) < self.window {
+                let entry = &self.ring[slot];
+                return match entry.state {
+                    State::Answered => Seen::Answered(&entry.reply),
+                    _ => Seen::InProgress,
+                };
+            }
+            self.forget(slot);
+        }
+        self.push(key, hash, now, None);
+        Seen::New
     }
 
     /// Records the reply to a request, for its retransmits. The window counts from the
     /// request's first sight, or from now for one that took longer than
-    /// [`RESTAMP_AFTER`] (a login held for a phone's approval), so that its reply is kept a
-    /// whole window too. A request no longer remembered (evicted meanwhile) is remembered
-    /// anew.
+    /// [`RESTAMP_AFTER`] (a login held for a phone's approval): such a request moves to the
+    /// ring's head, so that its reply is kept a whole window too. A request no longer
+    /// remembered (evicted meanwhile) is remembered anew.
     pub fn finish(&mut self, key: DedupKey, reply: &[u8], now: Instant) {
-        self.shard(&key).finish(key, reply, now);
+        let hash = self.hasher.hash_one(key);
+        if let Some(slot) = self.find(&key, hash) {
+            let entry = &mut self.ring[slot];
+            if now.saturating_duration_since(entry.since) < RESTAMP_AFTER {
+                entry.state = State::Answered;
+                entry.reply.clear();
+                entry.reply.extend_from_slice(reply);
+                return;
+            }
+            self.forget(slot);
+        }
+        self.push(key, hash, now, Some(reply));
     }
 
     /// Forgets a request that will not be answered (shed, or its worker died), so that a
-    /// retransmit is worked on afresh.
+    /// retransmit is worked on afresh. An answered request stays.
     pub fn abandon(&mut self, key: &DedupKey) {
-        self.shard(key).abandon(key);
+        let hash = self.hasher.hash_one(key);
+        if let Some(slot) = self.find(key, hash) {
+            if self.ring[slot].state == State::InProgress {
+                self.forget(slot);
+            }
+        }
     }
 
     /// Number of requests remembered.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.slots.len()).sum()
+        self.live
     }
 
     /// Whether nothing is remembered.
     pub fn is_empty(&self) -> bool {
-        self.shards.iter().all(|s| s.slots.is_empty())
+        self.live == 0
     }
 
-    /// Entries in the eviction orders (stale ones included).
+    /// Slots between the tail and the head, vacant ones included.
     #[cfg(test)]
     fn order_len(&self) -> usize {
-        self.shards.iter().map(|s| s.order.len()).sum()
-    }
-}
-
-impl Shard {
-    fn evict(&mut self, now: Instant) {
-        while let Some(&(born, key)) = self.order.front() {
-            let expired = now.saturating_duration_since(born) >= self.window;
-            if !expired && self.slots.len() < self.capacity {
-                break;
-            }
-            self.order.pop_front();
-            if let Entry::Occupied(slot) = self.slots.entry(key) {
-                if slot.get().since == born {
-                    slot.remove();
-                }
-            }
-        }
-        // The order queue can outgrow the map only by keys already gone; compact it then.
-        if self.order.len() > self.capacity.saturating_mul(2) {
-            let slots = &self.slots;
-            self.order
-                .retain(|(born, key)| slots.get(key).is_some_and(|s| s.since == *born));
-        }
-    }
-
-    fn begin(&mut self, key: DedupKey, now: Instant) -> Seen<'_> {
-        self.evict(now);
-        match self.slots.entry(key) {
-            Entry::Occupied(slot) => match &slot.into_mut().reply {
-                None => Seen::InProgress,
-                Some(reply) => Seen::Answered(reply),
-            },
-            Entry::Vacant(slot) => {
-                slot.insert(Slot {
-                    since: now,
-                    reply: None,
-                });
-                self.order.push_back((now, key));
-                Seen::New
-            }
-        }
-    }
-
-    fn finish(&mut self, key: DedupKey, reply: &[u8], now: Instant) {
-        match self.slots.entry(key) {
-            Entry::Occupied(slot) => {
-                let slot = slot.into_mut();
-                slot.reply = Some(reply.into());
-                if now.saturating_duration_since(slot.since) >= RESTAMP_AFTER {
-                    // The entry under the old time in `order` is now stale and skipped.
-                    slot.since = now;
-                    self.order.push_back((now, key));
-                }
-            }
-            Entry::Vacant(slot) => {
-                slot.insert(Slot {
-                    since: now,
-                    reply: Some(reply.into()),
-                });
-                self.order.push_back((now, key));
-                self.evict(now);
-            }
-        }
-    }
-
-    fn abandon(&mut self, key: &DedupKey) {
-        if let Entry::Occupied(slot) = self.slots.entry(*key) {
-            if slot.get().reply.is_none() {
-                slot.remove();
-            }
-        }
+        (self.head - self.tail) as usize
     }
 }
 
@@ -314,27 +449,31 @@ mod tests {
     }
 
     #[test]
-    fn the_shards_share_the_capacity_exactly() {
-        for capacity in [
-            1, 10, 1023, 1024, 1025, 65_536, 65_537, 1_000_000, 5_000_000,
-        ] {
+    fn the_index_stays_in_small_shards() {
+        for capacity in [1, 10, 1023, 1024, 1025, 65_536, 1_000_000, 5_000_000] {
             let c = DuplicateCache::new(Duration::from_secs(30), capacity);
-            let total: usize = c.shards.iter().map(|s| s.capacity).sum();
-            assert_eq!(total, capacity, "{capacity}");
-            assert!(c.shards.len() <= MAX_SHARDS);
-            assert!(c.shards.iter().all(|s| s.capacity >= 1), "{capacity}");
-            if capacity <= MAX_SHARDS * SHARD_ENTRIES {
-                assert!(c.shards.iter().all(|s| s.capacity <= SHARD_ENTRIES));
-            }
-            assert!(
-                capacity <= SHARD_ENTRIES || c.shards.len() > 1,
+            assert!(c.shards.len() <= MAX_SHARDS, "{capacity}");
+            assert_eq!(
+                c.shards.len(),
+                capacity.div_ceil(SHARD_ENTRIES).min(MAX_SHARDS),
                 "{capacity}"
             );
         }
+        let t0 = Instant::now();
+        let mut c = DuplicateCache::new(Duration::from_secs(30), 65_536);
+        for i in 0..200_000u32 {
+            let _ = c.begin(numbered(i), t0);
+            c.finish(numbered(i), b"r", t0);
+        }
+        let largest = c.shards.iter().map(HashTable::len).max().unwrap();
+        let total: usize = c.shards.iter().map(HashTable::len).sum();
+        assert_eq!(total, 65_536);
+        // Hashing spreads keys evenly: no shard much above its share.
+        assert!(largest < 2 * SHARD_ENTRIES, "{largest}");
     }
 
     #[test]
-    fn a_full_sharded_cache_keeps_the_most_recent_requests() {
+    fn a_full_cache_keeps_exactly_the_most_recent_requests() {
         let t0 = Instant::now();
         let capacity = 65_536;
         let mut c = DuplicateCache::new(Duration::from_secs(30), capacity);
@@ -343,18 +482,199 @@ mod tests {
             assert_eq!(c.begin(numbered(i), t0), Seen::New);
             c.finish(numbered(i), &i.to_be_bytes(), t0);
         }
-        assert_eq!(c.len(), capacity, "every shard is full, none over");
-        assert!(c.order_len() <= 2 * capacity + c.shards.len());
-        // Hashing spreads keys evenly: the last third of a capacity's worth of requests
-        // fills no shard, so all of them are still answered from the cache...
-        for i in n - 20_000..n {
+        assert_eq!(c.len(), capacity);
+        assert_eq!(c.order_len(), capacity);
+        assert_eq!(
+            c.ring.len(),
+            capacity,
+            "the ring never grows past its capacity"
+        );
+        // The last `capacity` requests are all answered from the cache (looking them up
+        // does not change what is kept)...
+        for i in n - capacity as u32..n {
             assert_eq!(
                 c.begin(numbered(i), t0),
                 Seen::Answered(&i.to_be_bytes()),
                 "{i}"
             );
         }
-        // ...and the oldest are gone.
+        // ...and the one before them is gone.
+        assert_eq!(c.begin(numbered(n - capacity as u32 - 1), t0), Seen::New);
+    }
+
+    #[test]
+    fn a_reused_slot_holds_only_its_own_reply() {
+        let t0 = Instant::now();
+        let mut c = DuplicateCache::new(Duration::from_secs(30), 2);
+        for (i, reply) in [&b"a long first reply"[..], b"x", b"yz"].iter().enumerate() {
+            let k = numbered(i as u32);
+            assert_eq!(c.begin(k, t0), Seen::New);
+            c.finish(k, reply, t0);
+        }
         assert_eq!(c.begin(numbered(0), t0), Seen::New);
+        assert_eq!(c.begin(numbered(2), t0), Seen::Answered(b"yz"));
+    }
+
+    #[test]
+    fn expired_requests_are_forgotten_even_behind_a_younger_one() {
+        let t0 = Instant::now();
+        let w = Duration::from_secs(30);
+        let mut c = DuplicateCache::new(w, 100);
+        // The first arrival stamp is later than the second's: the ring's order is not
+        // quite the order of the stamps.
+        assert_eq!(c.begin(numbered(1), t0 + Duration::from_secs(5)), Seen::New);
+        c.finish(numbered(1), b"one", t0 + Duration::from_secs(5));
+        assert_eq!(c.begin(numbered(2), t0), Seen::New);
+        c.finish(numbered(2), b"two", t0);
+        assert_eq!(c.begin(numbered(2), t0 + w), Seen::New, "out of its window");
+        assert_eq!(
+            c.begin(numbered(1), t0 + w),
+            Seen::Answered(b"one"),
+            "still within its own"
+        );
+    }
+
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::VecDeque;
+
+        /// A request's key, first sight and reply, as the model keeps it.
+        type Remembered = (u32, Instant, Option<Vec<u8>>);
+
+        /// The cache's rules in their plainest form: the slots in the order they were
+        /// taken, a forgotten request leaving its slot empty until it is the oldest or
+        /// the newest, searched from end to end.
+        struct Model {
+            slots: VecDeque<Option<Remembered>>,
+            window: Duration,
+            capacity: usize,
+        }
+
+        impl Model {
+            fn evict(&mut self, now: Instant, room: bool) {
+                while let Some(front) = self.slots.front() {
+                    let gone = front.as_ref().is_none_or(|(_, since, _)| {
+                        now.saturating_duration_since(*since) >= self.window
+                    });
+                    let full = room && self.slots.len() >= self.capacity;
+                    if !gone && !full {
+                        break;
+                    }
+                    self.slots.pop_front();
+                }
+            }
+            fn position(&self, k: u32) -> Option<usize> {
+                self.slots
+                    .iter()
+                    .position(|s| s.as_ref().is_some_and(|(key, _, _)| *key == k))
+            }
+            fn forget(&mut self, i: usize) {
+                self.slots[i] = None;
+                while self.slots.back().is_some_and(Option::is_none) {
+                    self.slots.pop_back();
+                }
+            }
+            fn push(&mut self, k: u32, now: Instant, reply: Option<Vec<u8>>) {
+                self.evict(now, true);
+                self.slots.push_back(Some((k, now, reply)));
+            }
+            fn begin(&mut self, k: u32, now: Instant) -> Option<Option<Vec<u8>>> {
+                self.evict(now, false);
+                if let Some(i) = self.position(k) {
+                    return self.slots[i].as_ref().map(|(_, _, reply)| reply.clone());
+                }
+                self.push(k, now, None);
+                None
+            }
+            fn finish(&mut self, k: u32, reply: Vec<u8>, now: Instant) {
+                if let Some(i) = self.position(k) {
+                    let (_, since, kept) = self.slots[i].as_mut().unwrap();
+                    if now.saturating_duration_since(*since) < RESTAMP_AFTER {
+                        *kept = Some(reply);
+                        return;
+                    }
+                    self.forget(i);
+                }
+                self.push(k, now, Some(reply));
+            }
+            fn abandon(&mut self, k: u32) {
+                if let Some(i) = self.position(k) {
+                    if self.slots[i].as_ref().is_some_and(|(_, _, r)| r.is_none()) {
+                        self.forget(i);
+                    }
+                }
+            }
+            fn len(&self) -> usize {
+                self.slots.iter().flatten().count()
+            }
+        }
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Begin(u32),
+            Finish(u32, Vec<u8>),
+            Abandon(u32),
+            /// Time passes, in milliseconds.
+            Wait(u64),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                4 => (0..24u32).prop_map(Op::Begin),
+                3 => (0..24u32, proptest::collection::vec(any::<u8>(), 0..40))
+                    .prop_map(|(k, r)| Op::Finish(k, r)),
+                1 => (0..24u32).prop_map(Op::Abandon),
+                2 => (0..1_500u64).prop_map(Op::Wait),
+            ]
+        }
+
+        proptest! {
+            /// With time only moving forward, the cache answers every lookup as the model
+            /// does, and holds as many requests.
+            #[test]
+            fn the_cache_behaves_as_its_model(
+                capacity in 1..12usize,
+                ops in proptest::collection::vec(op(), 0..300),
+            ) {
+                let window = Duration::from_secs(3);
+                let mut now = Instant::now();
+                let mut cache = DuplicateCache::new(window, capacity);
+                let mut model = Model { slots: VecDeque::new(), window, capacity };
+                for op in ops {
+                    match op {
+                        Op::Begin(k) => {
+                            let expected = match model.begin(k, now) {
+                                None => Seen::New,
+                                Some(None) => Seen::InProgress,
+                                Some(Some(_)) => Seen::Answered(&[]),
+                            };
+                            let reply = model
+                                .position(k)
+                                .and_then(|i| model.slots[i].as_ref().and_then(|s| s.2.clone()));
+                            let got = cache.begin(numbered(k), now);
+                            match (&got, &expected) {
+                                (Seen::Answered(bytes), Seen::Answered(_)) => {
+                                    prop_assert_eq!(Some(bytes.to_vec()), reply)
+                                }
+                                _ => prop_assert_eq!(&got, &expected),
+                            }
+                        }
+                        Op::Finish(k, reply) => {
+                            cache.finish(numbered(k), &reply, now);
+                            model.finish(k, reply, now);
+                        }
+                        Op::Abandon(k) => {
+                            cache.abandon(&numbered(k));
+                            model.abandon(k);
+                        }
+                        Op::Wait(ms) => now += Duration::from_millis(ms),
+                    }
+                    prop_assert_eq!(cache.len(), model.len());
+                    prop_assert_eq!(cache.order_len(), model.slots.len());
+                    prop_assert!(cache.len() <= capacity);
+                }
+            }
+        }
     }
 }
