@@ -172,6 +172,130 @@ impl RecvBatch {
     }
 }
 
+/// Replies to be sent together with one `sendmmsg(2)` call: a worker queues the replies
+/// to one received batch and sends them when the batch is worked through (or when
+/// [`SEND_BATCH`] are waiting), paying one system call for all of them.
+pub struct SendBatch {
+    buffers: Box<[Vec<u8>]>,
+    peers: Vec<socket2::SockAddr>,
+    iovecs: Box<[libc::iovec]>,
+    headers: Box<[libc::mmsghdr]>,
+}
+
+/// Replies sent per `sendmmsg(2)` call at most.
+pub const SEND_BATCH: usize = BATCH;
+
+// SAFETY: as for RecvBatch: the raw pointers point only into this value's own buffers and
+// are rewritten before every call.
+unsafe impl Send for SendBatch {}
+
+impl Default for SendBatch {
+    fn default() -> Self {
+        SendBatch::new()
+    }
+}
+
+impl SendBatch {
+    /// Room for [`SEND_BATCH`] replies.
+    pub fn new() -> SendBatch {
+        // SAFETY: all-zero is a valid value of this plain C structure.
+        let zeroed_header = unsafe { MaybeUninit::<libc::mmsghdr>::zeroed().assume_init() };
+        SendBatch {
+            buffers: (0..SEND_BATCH)
+                .map(|_| Vec::with_capacity(MAX_PACKET_LEN))
+                .collect(),
+            peers: Vec::with_capacity(SEND_BATCH),
+            iovecs: vec![
+                libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0
+                };
+                SEND_BATCH
+            ]
+            .into_boxed_slice(),
+            headers: vec![zeroed_header; SEND_BATCH].into_boxed_slice(),
+        }
+    }
+
+    /// Replies queued and not yet sent.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Whether nothing waits to be sent.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// The buffer for the next reply, emptied. Call [`SendBatch::queue`] to send what it
+    /// then holds; a buffer not queued is reused for the next reply.
+    pub fn buffer(&mut self) -> &mut Vec<u8> {
+        let buffer = &mut self.buffers[self.peers.len().min(SEND_BATCH - 1)];
+        buffer.clear();
+        buffer
+    }
+
+    /// Queues the reply in the buffer last handed out for `peer`, sending the whole batch
+    /// on `socket` when it is full.
+    pub fn queue(&mut self, peer: SocketAddr, socket: &UdpSocket) {
+        self.peers.push(peer.into());
+        if self.peers.len() == SEND_BATCH {
+            self.flush(socket);
+        }
+    }
+
+    /// Sends every queued reply. A reply the kernel refuses (an unreachable peer, a full
+    /// buffer) is logged and skipped; the others still go. Returns how many went.
+    pub fn flush(&mut self, socket: &UdpSocket) -> usize {
+        let n = self.peers.len();
+        for i in 0..n {
+            self.iovecs[i] = libc::iovec {
+                iov_base: self.buffers[i].as_mut_ptr().cast(),
+                iov_len: self.buffers[i].len(),
+            };
+            let header = &mut self.headers[i];
+            header.msg_hdr.msg_name = self.peers[i].as_ptr() as *mut libc::c_void;
+            header.msg_hdr.msg_namelen = self.peers[i].len();
+            header.msg_hdr.msg_iov = &mut self.iovecs[i];
+            header.msg_hdr.msg_iovlen = 1;
+            header.msg_hdr.msg_control = std::ptr::null_mut();
+            header.msg_hdr.msg_controllen = 0;
+            header.msg_hdr.msg_flags = 0;
+            header.msg_len = 0;
+        }
+        let mut start = 0;
+        let mut sent = 0;
+        while start < n {
+            // SAFETY: headers[start..n] point at live buffers, addresses and iovecs owned
+            // by self, of the lengths they state, untouched until the call returns.
+            let r = unsafe {
+                libc::sendmmsg(
+                    socket.as_raw_fd(),
+                    self.headers[start..].as_mut_ptr(),
+                    (n - start) as libc::c_uint,
+                    0,
+                )
+            };
+            if r > 0 {
+                start += r as usize;
+                sent += r as usize;
+                continue;
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            // The call stops at the first message it cannot send and reports it only when
+            // that message is the first: skip it and go on with the rest.
+            tracing::debug!(peer = ?self.peers[start].as_socket(), error = %e, "reply not sent");
+            start += 1;
+        }
+        self.peers.clear();
+        sent
+    }
+}
+
 /// The source address of a datagram.
 fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match libc::c_int::from(storage.ss_family) {
@@ -389,6 +513,73 @@ mod tests {
             e.kind(),
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
         ));
+    }
+
+    fn receive_all(socket: &UdpSocket) -> Vec<Vec<u8>> {
+        socket.set_read_timeout(Some(ms(200))).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        while let Ok(n) = socket.recv(&mut buf) {
+            got.push(buf[..n].to_vec());
+        }
+        got
+    }
+
+    #[test]
+    fn a_send_batch_delivers_each_reply_to_its_peer_and_skips_a_refused_one() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (pa, pb) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        // An IPv6 peer on an IPv4 socket: the kernel refuses that one message.
+        let refused: SocketAddr = "[2001:db8::1]:1812".parse().unwrap();
+        let mut sends = SendBatch::new();
+        for (i, peer) in [refused, pa, pb, pa, refused, pb, pa]
+            .into_iter()
+            .enumerate()
+        {
+            sends.buffer().extend_from_slice(&[i as u8; 20]);
+            sends.queue(peer, &server);
+        }
+        assert_eq!(sends.len(), 7);
+        assert_eq!(sends.flush(&server), 5);
+        assert!(sends.is_empty());
+        assert_eq!(
+            receive_all(&a),
+            vec![vec![1u8; 20], vec![3u8; 20], vec![6u8; 20]]
+        );
+        assert_eq!(receive_all(&b), vec![vec![2u8; 20], vec![5u8; 20]]);
+    }
+
+    #[test]
+    fn a_full_send_batch_goes_out_by_itself() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let peer = client.local_addr().unwrap();
+        let mut sends = SendBatch::new();
+        for i in 0..SEND_BATCH + 1 {
+            let buffer = sends.buffer();
+            assert!(buffer.is_empty());
+            buffer.extend_from_slice(&(i as u32).to_be_bytes());
+            sends.queue(peer, &server);
+        }
+        assert_eq!(
+            sends.len(),
+            1,
+            "the first SEND_BATCH went when the batch filled"
+        );
+        let got = receive_all(&client);
+        assert_eq!(got.len(), SEND_BATCH);
+        for (i, d) in got.iter().enumerate() {
+            assert_eq!(d[..], (i as u32).to_be_bytes());
+        }
+        // A buffer handed out and not queued is not sent.
+        sends.buffer().extend_from_slice(b"abandoned");
+        assert_eq!(sends.flush(&server), 1);
+        assert_eq!(
+            receive_all(&client),
+            vec![(SEND_BATCH as u32).to_be_bytes().to_vec()]
+        );
     }
 
     #[test]

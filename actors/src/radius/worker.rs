@@ -20,9 +20,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
-use tollgate_engine::radius::{verify_request_with, Code, Packet, MAX_PACKET_LEN};
+use tollgate_engine::radius::{verify_request_with, Code, Packet};
 
-use super::batch::{enable_timestamps, RecvBatch, Shedder};
+use super::batch::{enable_timestamps, RecvBatch, SendBatch, Shedder};
 use super::core::count_drop;
 use super::login::{self, Decision, Progress};
 use super::{ClientMsg, ClientTable, DedupKey, Job, Seen, Shared};
@@ -99,7 +99,7 @@ fn run_worker(socket: &Arc<UdpSocket>, ctx: &WorkerContext) {
     tracing::debug!(?policy, "UDP worker scheduling");
     let mut batch = RecvBatch::new();
     let mut shedder = Shedder::new(ctx.max_wait, ctx.overload_after);
-    let mut out = Vec::with_capacity(MAX_PACKET_LEN);
+    let mut sends = SendBatch::new();
     let panics = metrics::counter!(m::ACTOR_RESTARTS_TOTAL, "kind" => "udp_worker");
     let shed = metrics::counter!(m::SHED_TOTAL, "gate" => "queue");
     if let Err(e) = enable_timestamps(socket) {
@@ -153,21 +153,22 @@ fn run_worker(socket: &Arc<UdpSocket>, ctx: &WorkerContext) {
             let peer = datagram.peer;
             // A bug that panics on one datagram must not take the listener down with it:
             // the datagram is dropped, the panic counted and logged, and the worker goes on.
+            let out = sends.buffer();
             let replied = catch_unwind(AssertUnwindSafe(|| {
-                handle(ctx, socket, datagram.bytes, peer, received, &mut out)
+                handle(ctx, socket, datagram.bytes, peer, received, out)
             }));
             match replied {
-                Ok(true) => {
-                    if let Err(e) = socket.send_to(&out, peer) {
-                        tracing::debug!(%peer, error = %e, "reply not sent");
-                    }
-                }
+                Ok(true) => sends.queue(peer, socket),
                 Ok(false) => {}
                 Err(_) => {
                     panics.increment(1);
                     tracing::error!(%peer, "a UDP worker panicked on a datagram; it was dropped");
                 }
             }
+        }
+        // The replies to this batch leave together.
+        if !sends.is_empty() {
+            sends.flush(socket);
         }
     }
 }
