@@ -9,10 +9,11 @@
 # measured by the harness from each request's intended send time, so that its own lateness
 # is counted too, and ends at the reply's arrival stamp on the harness's socket; the
 # server's histogram (kernel arrival stamp to reply) says how much of the tail is the
-# server's. Before the runs, `tollgate-loadtest hiccups` measures for DURATION seconds how
-# often each of the two cores is taken away from a thread that never sleeps (the floor
-# under any tail latency measured here). The table shows each run, the medians and those
-# stalls.
+# server's. Before and after the runs, `tollgate-loadtest hiccups` measures for DURATION
+# seconds how often each of the two cores is taken away from a thread that never sleeps,
+# and `tollgate-loadtest floor` plays the run's rate against those stalls with a perfect
+# server: the floor under any tail latency measured here. The table shows each run, the
+# medians, the stalls and the floors.
 #
 # VARIANTS names server configurations to compare side by side, each started once and
 # measured in alternation: `default` (the shipped configuration) and `unprioritised`
@@ -23,8 +24,9 @@
 # missing and removes its temporary directory at the end (KEEP=1 keeps it).
 #
 # Knobs (environment): USERS (1000), DURATION (10), REPEATS (3), FRACTION (0.8), RATE
-# (overrides FRACTION), VARIANTS (default), SERVER_CORE (1), HARNESS_CORE (0),
-# TOLLGATE_BIN, LOADTEST_BIN.
+# (overrides FRACTION), SERVICE_US (server time per request for the floor; 1e6 / the
+# measured maximum unless set, none with RATE), VARIANTS (default), SERVER_CORE (1),
+# HARNESS_CORE (0), TOLLGATE_BIN, LOADTEST_BIN.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -133,14 +135,31 @@ if [ -z "${RATE:-}" ]; then
     say "maximum $(printf '%.0f' "$max")/s; open loop at $RATE/s"
 fi
 
-# The machine's own stalls on both cores, measured while nothing else of ours runs: a
-# stall of a few milliseconds on the server's core puts every request waiting there over
-# 2 ms, and at 80 % load the queue it leaves takes about five times as long to drain.
-say "measuring the machine's own stalls on cores $SERVER_CORE and $HARNESS_CORE ($DURATION s)"
-taskset -c "$SERVER_CORE" "$LOADTEST_BIN" hiccups --duration "$DURATION" >"$tmp/hiccups-server" &
-hiccup_pid=$!
-taskset -c "$HARNESS_CORE" "$LOADTEST_BIN" hiccups --duration "$DURATION" >"$tmp/hiccups-harness"
-wait "$hiccup_pid"
+# The machine's own stalls on both cores at once, measured while nothing else of ours runs:
+# a stall of a few milliseconds on the server's core puts every request waiting there over
+# 2 ms, and at 80 % load the queue it leaves takes about five times as long to drain; a
+# stall of the harness's core sends late what was due meanwhile. `floor` then plays the
+# run's rate against them with a perfect server (SERVICE_US of its core per request, the
+# least the closed-loop maximum shows): the tail no server can beat in that window.
+SERVICE_US=${SERVICE_US:-${max:+$(awk -v m="$max" 'BEGIN { printf "%.3f", 1e6 / m }')}}
+stalls() {
+    local when=$1
+    say "measuring the machine's own stalls on cores $SERVER_CORE and $HARNESS_CORE ($DURATION s, $when the runs)"
+    taskset -c "$SERVER_CORE" "$LOADTEST_BIN" hiccups --duration "$DURATION" \
+        --json "$tmp/stalls-$when-server.json" >"$tmp/stalls-$when-server" &
+    local hiccup_pid=$!
+    taskset -c "$HARNESS_CORE" "$LOADTEST_BIN" hiccups --duration "$DURATION" \
+        --json "$tmp/stalls-$when-harness.json" >"$tmp/stalls-$when-harness"
+    wait "$hiccup_pid"
+    if [ -n "$SERVICE_US" ]; then
+        "$LOADTEST_BIN" floor --rate "$RATE" --service-us "$SERVICE_US" \
+            --harness "$tmp/stalls-$when-harness.json" --server "$tmp/stalls-$when-server.json" \
+            >"$tmp/floor-$when"
+    else
+        echo "(no service time: set SERVICE_US along with RATE)" >"$tmp/floor-$when"
+    fi
+}
+stalls before
 
 results="$tmp/results.tsv"
 : >"$results"
@@ -163,6 +182,8 @@ for run in $(seq 1 "$REPEATS"); do
     done
 done
 
+stalls after
+
 col() { awk -F'\t' -v n="$1" -v c="$2" '$1 == n { print $c }' "$results" | median; }
 printf '\nopen loop at %s/s, %s users, %s s x %s runs, server on core %s, harness on core %s (spinning); medians\n\n' \
     "$RATE" "$USERS" "$DURATION" "$REPEATS" "$SERVER_CORE" "$HARNESS_CORE"
@@ -172,5 +193,8 @@ for v in $VARIANTS; do
         "$(col "$v" 3)" "$(col "$v" 4)" "$(col "$v" 5)" "$(col "$v" 6)" "$(col "$v" 7)" \
         "$(col "$v" 9)" "$(col "$v" 10)" "$(col "$v" 11)"
 done
-printf '\nthe machine idle, before the runs: server core %s: %s\n' "$SERVER_CORE" "$(head -n1 "$tmp/hiccups-server")"
-printf '                                   harness core %s: %s\n' "$HARNESS_CORE" "$(head -n1 "$tmp/hiccups-harness")"
+for when in before after; do
+    printf '\nthe machine idle, %s the runs: server core %s: %s\n' "$when" "$SERVER_CORE" "$(head -n1 "$tmp/stalls-$when-server")"
+    printf '                         harness core %s: %s\n' "$HARNESS_CORE" "$(head -n1 "$tmp/stalls-$when-harness")"
+    printf '  floor: %s\n' "$(cat "$tmp/floor-$when")"
+done

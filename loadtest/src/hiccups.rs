@@ -7,17 +7,22 @@
 //! to drain. [`measure`] spins on the calling thread, reading the monotonic clock, and
 //! counts every gap between two consecutive reads by size. Pin the thread (`taskset`) to
 //! the core to be measured; run it on an otherwise idle machine, or it measures the other
-//! work too.
+//! work too. It also keeps each gap's time and length (up to [`MAX_GAPS`]), on the
+//! monotonic clock, so that [`crate::floor`] can lay the gaps of two cores measured at once
+//! side by side.
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// Gaps kept with their times at most (the counts go on past it).
+pub const MAX_GAPS: usize = 1_000_000;
 
 /// Lower bounds of the gap classes counted, in microseconds.
 pub const CLASSES_US: [u64; 7] = [20, 100, 500, 1_000, 2_000, 5_000, 10_000];
 
 /// Gaps of one class: those at least as long as its bound and shorter than the next.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Class {
     /// The lower bound, in microseconds.
     pub from_us: u64,
@@ -28,7 +33,7 @@ pub struct Class {
 }
 
 /// What a measurement saw.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hiccups {
     /// How long the thread spun, in milliseconds.
     pub duration_ms: u64,
@@ -36,6 +41,12 @@ pub struct Hiccups {
     pub classes: Vec<Class>,
     /// The longest gap, in microseconds.
     pub max_us: u64,
+    /// When the thread began to spin, in nanoseconds of `CLOCK_MONOTONIC` (the same clock
+    /// for every process of the machine).
+    pub start_ns: u64,
+    /// Each gap of at least the first class's length, in order: when it began, in
+    /// microseconds after `start_ns`, and how long it was, in microseconds.
+    pub gaps: Vec<[u64; 2]>,
 }
 
 impl Hiccups {
@@ -61,6 +72,10 @@ impl Hiccups {
     }
 }
 
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 /// Counts a gap of `gap` into `counts` (one per class of [`CLASSES_US`]).
 fn count(counts: &mut [Class; CLASSES_US.len()], gap: Duration) {
     let us = u64::try_from(gap.as_micros()).unwrap_or(u64::MAX);
@@ -77,6 +92,8 @@ pub fn measure(duration: Duration) -> Hiccups {
         from_us,
         ..Class::default()
     });
+    let mut gaps = Vec::new();
+    let start_ns = crate::sys::monotonic_ns();
     let start = Instant::now();
     let end = start + duration;
     let mut last = start;
@@ -87,13 +104,18 @@ pub fn measure(duration: Duration) -> Hiccups {
         if gap >= Duration::from_micros(CLASSES_US[0]) {
             count(&mut counts, gap);
             max = max.max(gap);
+            if gaps.len() < MAX_GAPS {
+                gaps.push([micros(last - start), micros(gap)]);
+            }
         }
         last = now;
     }
     Hiccups {
         duration_ms: u64::try_from((last - start).as_millis()).unwrap_or(u64::MAX),
         classes: counts.to_vec(),
-        max_us: u64::try_from(max.as_micros()).unwrap_or(u64::MAX),
+        max_us: micros(max),
+        start_ns,
+        gaps,
     }
 }
 
@@ -127,6 +149,8 @@ mod tests {
             duration_ms: 1_000,
             classes: counts.to_vec(),
             max_us: 50_000,
+            start_ns: 0,
+            gaps: Vec::new(),
         };
         assert_eq!(h.at_least(1_000), (4, 54_999));
         assert_eq!(h.at_least(2_000), (2, 52_000));
@@ -189,5 +213,15 @@ mod tests {
         assert!(total <= (h.duration_ms + 1) * 1_000, "{h:?}");
         assert!(h.max_us as u128 <= (h.duration_ms as u128 + 1) * 1_000);
         assert!(seen == 0 || h.max_us >= 20, "{h:?}");
+        // Every gap counted is listed, in order, within the time spun.
+        assert_eq!(h.gaps.len() as u64, seen);
+        assert!(
+            h.gaps.windows(2).all(|w| w[0][0] + w[0][1] <= w[1][0]),
+            "{h:?}"
+        );
+        assert!(h
+            .gaps
+            .iter()
+            .all(|g| g[1] >= 20 && g[0] + g[1] <= (h.duration_ms + 1) * 1_000));
     }
 }

@@ -23,7 +23,9 @@
 //!   the harness's socket, so a busy harness does not lengthen it), [`report`] turns the
 //!   counts into the summary and the JSON report, and [`sys`] reads the process's own CPU
 //!   time and the arrival stamps, and formats timestamps;
-//! * [`hiccups`] measures the machine's own stalls (`tollgate-loadtest hiccups`);
+//! * [`hiccups`] measures the machine's own stalls (`tollgate-loadtest hiccups`), and
+//!   [`floor`] plays an open-loop run of a perfect server against the stalls of two cores
+//!   (`tollgate-loadtest floor`): the tail no server can beat here;
 //! * [`push`] is the phone's side of the push scenario: `push-setup` enrols a simulated phone
 //!   per user over the mobile API, and during a run its approver threads approve each held
 //!   login over HTTP after a random delay.
@@ -59,6 +61,7 @@
 //! and the mean over time), the approvals' lateness and HTTP round trips, and every HTTP
 //! error by status.
 
+pub mod floor;
 pub mod guard;
 pub mod hiccups;
 pub mod ids;

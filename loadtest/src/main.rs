@@ -46,6 +46,31 @@ enum Command {
     /// count how often and how long it is kept off its core. A tail latency below these
     /// stalls cannot be measured on this machine.
     Hiccups(HiccupsArgs),
+    /// The open-loop latency of a perfect server and harness on this machine: plays
+    /// requests at --rate, each needing --service-us of the server core, against the stalls
+    /// that two `hiccups --json` runs measured at the same time on the harness's core and
+    /// the server's. No server can show a lower tail with those stalls.
+    Floor(FloorArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct FloorArgs {
+    /// Requests per second, as in an open-loop run.
+    #[arg(long)]
+    rate: f64,
+    /// Server core time per request, in microseconds (1e6 / the closed-loop maximum is the
+    /// least it takes).
+    #[arg(long)]
+    service_us: f64,
+    /// `hiccups --json` of the harness's core.
+    #[arg(long)]
+    harness: PathBuf,
+    /// `hiccups --json` of the server's core, taken at the same time.
+    #[arg(long)]
+    server: PathBuf,
+    /// Write the result as JSON to this file too.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -297,6 +322,7 @@ fn main() -> ExitCode {
         Command::PushSetup(args) => run_push_setup(&args).map(|()| ExitCode::SUCCESS),
         Command::Run(args) => run(&args),
         Command::Hiccups(args) => hiccups(&args).map(|()| ExitCode::SUCCESS),
+        Command::Floor(args) => floor(&args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -323,6 +349,30 @@ fn hiccups(args: &HiccupsArgs) -> Result<()> {
     }
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&h).context("encoding the counts")?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn floor(args: &FloorArgs) -> Result<()> {
+    if !(args.service_us.is_finite() && args.service_us > 0.0 && args.service_us <= 1e6) {
+        bail!("--service-us must be above 0 and at most one second");
+    }
+    let read = |path: &PathBuf| -> Result<tollgate_loadtest::hiccups::Hiccups> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not the JSON of `hiccups --json`", path.display()))
+    };
+    let f = tollgate_loadtest::floor::from_measurements(
+        args.rate,
+        (args.service_us * 1e3).round() as u64,
+        &read(&args.harness)?,
+        &read(&args.server)?,
+    )?;
+    println!("{}", f.summary());
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&f).context("encoding the result")?;
         std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
