@@ -173,17 +173,26 @@ impl RecvBatch {
 }
 
 /// Replies to be sent together with one `sendmmsg(2)` call: a worker queues the replies
-/// to one received batch and sends them when the batch is worked through (or when
-/// [`SEND_BATCH`] are waiting), paying one system call for all of them.
+/// to one received batch and sends them when the batch is worked through, when
+/// [`SEND_BATCH`] are waiting, or when the first has waited [`SEND_AFTER`], paying one
+/// system call for all of them.
 pub struct SendBatch {
     buffers: Box<[Vec<u8>]>,
     peers: Vec<socket2::SockAddr>,
     iovecs: Box<[libc::iovec]>,
     headers: Box<[libc::mmsghdr]>,
+    /// When the first reply still waiting was queued.
+    oldest: Option<Instant>,
 }
 
 /// Replies sent per `sendmmsg(2)` call at most.
 pub const SEND_BATCH: usize = BATCH;
+
+/// How long a reply may wait for others to leave with it. Fast-path logins take a few
+/// microseconds each, so about ten share a call; a login that takes long (a wide HOTP
+/// look-ahead that finds nothing) sends the replies before it as soon as it is done, not
+/// after the whole batch.
+pub const SEND_AFTER: Duration = Duration::from_micros(30);
 
 // SAFETY: as for RecvBatch: the raw pointers point only into this value's own buffers and
 // are rewritten before every call.
@@ -214,6 +223,7 @@ impl SendBatch {
             ]
             .into_boxed_slice(),
             headers: vec![zeroed_header; SEND_BATCH].into_boxed_slice(),
+            oldest: None,
         }
     }
 
@@ -236,11 +246,22 @@ impl SendBatch {
         buffer
     }
 
-    /// Queues the reply in the buffer last handed out for `peer`, sending the whole batch
-    /// on `socket` when it is full.
-    pub fn queue(&mut self, peer: SocketAddr, socket: &UdpSocket) {
+    /// Queues the reply in the buffer last handed out for `peer` (at `now`), sending the
+    /// whole batch on `socket` when it is full.
+    pub fn queue(&mut self, peer: SocketAddr, socket: &UdpSocket, now: Instant) {
         self.peers.push(peer.into());
+        self.oldest.get_or_insert(now);
         if self.peers.len() == SEND_BATCH {
+            self.flush(socket);
+        }
+    }
+
+    /// Sends the queued replies if the first of them has waited [`SEND_AFTER`] at `now`.
+    pub fn flush_if_due(&mut self, socket: &UdpSocket, now: Instant) {
+        if self
+            .oldest
+            .is_some_and(|at| now.saturating_duration_since(at) >= SEND_AFTER)
+        {
             self.flush(socket);
         }
     }
@@ -292,6 +313,7 @@ impl SendBatch {
             start += 1;
         }
         self.peers.clear();
+        self.oldest = None;
         sent
     }
 }
@@ -539,7 +561,7 @@ mod tests {
             .enumerate()
         {
             sends.buffer().extend_from_slice(&[i as u8; 20]);
-            sends.queue(peer, &server);
+            sends.queue(peer, &server, Instant::now());
         }
         assert_eq!(sends.len(), 7);
         assert_eq!(sends.flush(&server), 5);
@@ -561,7 +583,7 @@ mod tests {
             let buffer = sends.buffer();
             assert!(buffer.is_empty());
             buffer.extend_from_slice(&(i as u32).to_be_bytes());
-            sends.queue(peer, &server);
+            sends.queue(peer, &server, Instant::now());
         }
         assert_eq!(
             sends.len(),
@@ -580,6 +602,33 @@ mod tests {
             receive_all(&client),
             vec![(SEND_BATCH as u32).to_be_bytes().to_vec()]
         );
+    }
+
+    #[test]
+    fn a_reply_waits_for_others_no_longer_than_send_after() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let peer = client.local_addr().unwrap();
+        let mut sends = SendBatch::new();
+        let t0 = Instant::now();
+        sends.buffer().extend_from_slice(b"first");
+        sends.queue(peer, &server, t0);
+        sends.buffer().extend_from_slice(b"second");
+        sends.queue(peer, &server, t0 + SEND_AFTER / 2);
+        sends.flush_if_due(&server, t0 + SEND_AFTER / 2);
+        assert_eq!(sends.len(), 2, "not yet due");
+        sends.flush_if_due(&server, t0 + SEND_AFTER);
+        assert!(sends.is_empty(), "the first has waited long enough");
+        assert_eq!(
+            receive_all(&client),
+            vec![b"first".to_vec(), b"second".to_vec()]
+        );
+        // The clock starts again with the next reply queued.
+        sends.flush_if_due(&server, t0 + 10 * SEND_AFTER);
+        sends.buffer().extend_from_slice(b"third");
+        sends.queue(peer, &server, t0 + 10 * SEND_AFTER);
+        sends.flush_if_due(&server, t0 + 10 * SEND_AFTER);
+        assert_eq!(sends.len(), 1);
     }
 
     #[test]

@@ -131,6 +131,9 @@ fn run_worker(socket: &Arc<UdpSocket>, ctx: &WorkerContext) {
                 continue;
             };
             let now = Instant::now();
+            // Replies that have waited long enough for others leave before this one is
+            // worked on.
+            sends.flush_if_due(socket, now);
             let waited = datagram.waited(SystemTime::now());
             let was_shedding = shedder.is_shedding();
             let drop_it = shedder.shed(waited, now);
@@ -158,7 +161,7 @@ fn run_worker(socket: &Arc<UdpSocket>, ctx: &WorkerContext) {
                 handle(ctx, socket, datagram.bytes, peer, received, out)
             }));
             match replied {
-                Ok(true) => sends.queue(peer, socket),
+                Ok(true) => sends.queue(peer, socket, now),
                 Ok(false) => {}
                 Err(_) => {
                     panics.increment(1);
