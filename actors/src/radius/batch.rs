@@ -91,23 +91,16 @@ impl Default for RecvBatch {
 impl RecvBatch {
     /// Buffers for [`BATCH`] datagrams.
     pub fn new() -> RecvBatch {
-        // SAFETY: all-zero is a valid value of these plain C structures.
+        // SAFETY: all-zero is a valid value of this plain C structure.
         let zeroed_storage =
             unsafe { MaybeUninit::<libc::sockaddr_storage>::zeroed().assume_init() };
-        let zeroed_header = unsafe { MaybeUninit::<libc::mmsghdr>::zeroed().assume_init() };
+        let (iovecs, headers) = empty_messages(BATCH);
         RecvBatch {
             buffers: vec![[0u8; MAX_PACKET_LEN]; BATCH].into_boxed_slice(),
             addresses: vec![zeroed_storage; BATCH].into_boxed_slice(),
             controls: vec![[0u64; CONTROL_LEN / 8]; BATCH].into_boxed_slice(),
-            iovecs: vec![
-                libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0
-                };
-                BATCH
-            ]
-            .into_boxed_slice(),
-            headers: vec![zeroed_header; BATCH].into_boxed_slice(),
+            iovecs,
+            headers,
             filled: 0,
         }
     }
@@ -207,22 +200,14 @@ impl Default for SendBatch {
 impl SendBatch {
     /// Room for [`SEND_BATCH`] replies.
     pub fn new() -> SendBatch {
-        // SAFETY: all-zero is a valid value of this plain C structure.
-        let zeroed_header = unsafe { MaybeUninit::<libc::mmsghdr>::zeroed().assume_init() };
+        let (iovecs, headers) = empty_messages(SEND_BATCH);
         SendBatch {
             buffers: (0..SEND_BATCH)
                 .map(|_| Vec::with_capacity(MAX_PACKET_LEN))
                 .collect(),
             peers: Vec::with_capacity(SEND_BATCH),
-            iovecs: vec![
-                libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0
-                };
-                SEND_BATCH
-            ]
-            .into_boxed_slice(),
-            headers: vec![zeroed_header; SEND_BATCH].into_boxed_slice(),
+            iovecs,
+            headers,
             oldest: None,
         }
     }
@@ -316,6 +301,20 @@ impl SendBatch {
         self.oldest = None;
         sent
     }
+}
+
+/// `n` empty I/O vectors and message headers for a batch call, filled in before each one.
+fn empty_messages(n: usize) -> (Box<[libc::iovec]>, Box<[libc::mmsghdr]>) {
+    // SAFETY: all-zero is a valid value of this plain C structure.
+    let zeroed_header = unsafe { MaybeUninit::<libc::mmsghdr>::zeroed().assume_init() };
+    let empty = libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    };
+    (
+        vec![empty; n].into_boxed_slice(),
+        vec![zeroed_header; n].into_boxed_slice(),
+    )
 }
 
 /// The source address of a datagram.
