@@ -36,17 +36,7 @@ source "loadtest/script-common.sh"
 
 # --- Prerequisites -------------------------------------------------------------------------
 need_commands freeradius:freeradius jq:jq taskset:util-linux ss:iproute2
-if [ ! -x "$TOLLGATE_BIN" ]; then
-    say "building $TOLLGATE_BIN"
-    cargo build --release -p tollgate-actors --bin tollgate
-fi
-if [ ! -x "$LOADTEST_BIN" ]; then
-    say "building $LOADTEST_BIN"
-    cargo build --release -p tollgate-loadtest
-fi
-cores=$(nproc)
-[ "$SERVER_CORE" -lt "$cores" ] && [ "$HARNESS_CORE" -lt "$cores" ] ||
-    die "SERVER_CORE and HARNESS_CORE must be below the $cores cores of this machine"
+need_server_and_harness
 CLK_TCK=$(getconf CLK_TCK)
 
 # --- Users, shared secret ------------------------------------------------------------------

@@ -44,11 +44,7 @@ SCRIPT=overload
 source "loadtest/script-common.sh"
 
 need_commands jq:jq taskset:util-linux ss:iproute2 curl:curl
-[ -x "$TOLLGATE_BIN" ] || cargo build --release -p tollgate-actors --bin tollgate
-[ -x "$LOADTEST_BIN" ] || cargo build --release -p tollgate-loadtest
-cores=$(nproc)
-[ "$SERVER_CORE" -lt "$cores" ] && [ "$HARNESS_CORE" -lt "$cores" ] ||
-    die "SERVER_CORE and HARNESS_CORE must be below the $cores cores of this machine"
+need_server_and_harness
 
 say "setting up $USERS passcode-only users with HOTP seeds in $tmp"
 "$LOADTEST_BIN" setup --users "$USERS" --dir "$tmp/lt" >/dev/null

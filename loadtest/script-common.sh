@@ -3,7 +3,8 @@
 # The sourcing script sets SCRIPT (its name, for messages) first. It gets: say/die, a
 # temporary directory in $tmp that is removed on every exit (KEEP=1 keeps it) together with
 # the processes whose pids it adds to the `pids` array (a function `before_cleanup`, if the
-# script defines one, runs first), need_commands, free_port, cpu_ticks and median.
+# script defines one, runs first), need_commands, need_server_and_harness, free_port,
+# cpu_ticks and median.
 
 say() { printf '%s\n' "$*" >&2; }
 die() { say "$SCRIPT: $*"; exit 1; }
@@ -30,6 +31,23 @@ need_commands() {
     say "installing Debian packages: ${packages[*]}"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}" >/dev/null
+}
+
+# Builds the release binaries of $TOLLGATE_BIN and $LOADTEST_BIN if missing, and checks
+# that $SERVER_CORE and $HARNESS_CORE are cores of this machine.
+need_server_and_harness() {
+    if [ ! -x "$TOLLGATE_BIN" ]; then
+        say "building $TOLLGATE_BIN"
+        cargo build --release -p tollgate-actors --bin tollgate
+    fi
+    if [ ! -x "$LOADTEST_BIN" ]; then
+        say "building $LOADTEST_BIN"
+        cargo build --release -p tollgate-loadtest
+    fi
+    local cores
+    cores=$(nproc)
+    [ "$SERVER_CORE" -lt "$cores" ] && [ "$HARNESS_CORE" -lt "$cores" ] ||
+        die "SERVER_CORE and HARNESS_CORE must be below the $cores cores of this machine"
 }
 
 # A port on loopback that nobody listens on right now, over UDP or TCP.
