@@ -70,6 +70,8 @@ pub struct Server {
     mobile_api: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>,
     store_sync: Option<StoreSync>,
     grace: Duration,
+    /// Held while the server runs: no second server on this data directory.
+    _serving: crate::store::serving::ServeLock,
 }
 
 /// What happened at shutdown.
@@ -144,6 +146,7 @@ impl Server {
     /// Opens the store, loads the directory, starts every actor and binds the listeners.
     pub async fn start(config: &Config) -> Result<Server, ServerError> {
         let store = Store::open(&config.data_dir)?;
+        let serving = crate::store::serving::lock(&config.data_dir)?;
         let start_seq = store.last_change()?;
         let otp = &config.otp;
         let directory = Arc::new(Directory::new(
@@ -300,6 +303,7 @@ impl Server {
             mobile_api,
             store_sync: Some(store_sync),
             grace: Duration::from_secs(config.shutdown.grace_secs),
+            _serving: serving,
         })
     }
 

@@ -49,22 +49,32 @@ pub struct WorkerContext {
     pub overload_after: Duration,
 }
 
+/// A UDP socket for `addr`, dual-stack on an IPv6 address.
+fn udp_socket(addr: SocketAddr) -> std::io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // Serve IPv4 too on a wildcard IPv6 address, as a dual-stack listener is expected to.
+        let _ = socket.set_only_v6(false);
+    }
+    Ok(socket)
+}
+
 /// Binds `count` sockets to `addr` with `SO_REUSEPORT`. With port 0, the first socket picks
-/// the port and the others join it.
+/// the port and the others join it. A port that any other socket holds is refused
+/// (`AddrInUse`): `SO_REUSEPORT` alone would let a second server of the same user join it,
+/// and the kernel would split the NASes between the two without a word.
 pub fn bind_sockets(addr: SocketAddr, count: usize) -> std::io::Result<Vec<Arc<UdpSocket>>> {
+    if addr.port() != 0 {
+        // A socket without SO_REUSEPORT binds only to a port nobody holds. It is closed
+        // before the workers' sockets bind; a server starting in that instant could still
+        // slip in, which the data directory's lock covers for servers of one directory.
+        udp_socket(addr)?.bind(&addr.into())?;
+    }
     let mut sockets = Vec::with_capacity(count.max(1));
     let mut bind_to = addr;
     for _ in 0..count.max(1) {
-        let socket = Socket::new(
-            Domain::for_address(bind_to),
-            Type::DGRAM,
-            Some(Protocol::UDP),
-        )?;
+        let socket = udp_socket(bind_to)?;
         socket.set_reuse_port(true)?;
-        if bind_to.is_ipv6() {
-            // Serve IPv4 too on a wildcard IPv6 address, as a dual-stack listener is expected to.
-            let _ = socket.set_only_v6(false);
-        }
         // The kernel may grant less than asked; that only shortens the burst it absorbs.
         let _ = socket.set_recv_buffer_size(RECV_BUFFER);
         socket.bind(&bind_to.into())?;
@@ -287,5 +297,33 @@ fn handle(
             }
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_held_by_another_server_is_refused() {
+        let first = bind_sockets("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let addr = first[0].local_addr().unwrap();
+        assert_eq!(
+            first[1].local_addr().unwrap(),
+            addr,
+            "the workers share the port"
+        );
+        // A second server, with SO_REUSEPORT like the first, must not join it.
+        let e = bind_sockets(addr, 2).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
+        // Nor may it take a port that a plain socket holds.
+        let plain = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let e = bind_sockets(plain.local_addr().unwrap(), 1).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
+        // Once the first server is gone, its port is free again.
+        drop(first);
+        let again = bind_sockets(addr, 2).unwrap();
+        assert_eq!(again.len(), 2);
+        assert!(again.iter().all(|s| s.local_addr().unwrap() == addr));
     }
 }

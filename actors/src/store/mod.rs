@@ -1,6 +1,7 @@
 //! The embedded store: users, tokens, RADIUS clients and runtime state in SQLite.
 //!
-//! It owns the data directory (mode 0700): `tollgate.db` and `master.key`. Seeds and client
+//! It owns the data directory (mode 0700): `tollgate.db`, `master.key`, and `serve.lock`,
+//! which a running server holds (`serving`). Seeds and client
 //! secrets are sealed with the master key before they reach the database, with the record
 //! id as associated data. Admin commands write here and append to the `changes` table; a
 //! running server tails that table to pick changes up without a restart. The server itself
@@ -11,6 +12,7 @@ mod crypto;
 mod delivery;
 mod devices;
 mod password;
+pub mod serving;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
