@@ -197,6 +197,12 @@ pub fn run(global: &GlobalOpts, args: ServeArgs) -> Result<ExitCode, CliError> {
     crate::sched::configure(crate::sched::Policy::from_config(&config.scheduling));
     let _log_guard = init_logging(&config);
     let demo = if args.demo {
+        // A server already on this directory would see the demo user's password change
+        // under it: find out before touching anything (the server takes the lock for good
+        // when it starts).
+        if config.data_dir.is_dir() {
+            drop(crate::store::serving::lock(&config.data_dir)?);
+        }
         Some(setup_demo(&config)?)
     } else {
         None
