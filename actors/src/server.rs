@@ -131,6 +131,8 @@ async fn start_mobile_api(
     ));
     let limits = tollgate_portals::PushApiLimits {
         enrol_per_minute: config.mobile_api.enrol_per_minute,
+        max_nonces: config.mobile_api.max_nonces,
+        max_nonces_per_device: config.mobile_api.max_nonces_per_device,
         ..tollgate_portals::PushApiLimits::default()
     };
     let router = tollgate_portals::router_with_limits(backend, limits);

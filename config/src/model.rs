@@ -471,6 +471,12 @@ pub struct MobileApiConfig {
     /// Enrolment attempts one client address (an IPv6 /64) may make per minute; 0 lifts
     /// the limit (behind a proxy, where every client has the proxy's address).
     pub enrol_per_minute: u32,
+    /// Nonces of signed requests remembered at once, over all devices (each for 5 to 10
+    /// minutes, about 200 bytes); when reached, signed requests are answered 503. A push
+    /// login costs its phone two signed requests.
+    pub max_nonces: usize,
+    /// Nonces remembered at once for one device; when reached, that device is answered 429.
+    pub max_nonces_per_device: usize,
 }
 
 impl Default for MobileApiConfig {
@@ -483,6 +489,8 @@ impl Default for MobileApiConfig {
             public_url: "https://tollgate.example.com:8443".to_owned(),
             enrol_ttl_secs: 600,
             enrol_per_minute: 20,
+            max_nonces: 200_000,
+            max_nonces_per_device: 1_000,
         }
     }
 }
@@ -511,6 +519,18 @@ impl MobileApiConfig {
             return Err(ConfigError::invalid(
                 "mobile_api.enrol_ttl_secs",
                 "must be between 60 and 86400 seconds",
+            ));
+        }
+        if !(1_000..=10_000_000).contains(&self.max_nonces) {
+            return Err(ConfigError::invalid(
+                "mobile_api.max_nonces",
+                "must be between 1000 and 10000000 (about 200 bytes each)",
+            ));
+        }
+        if !(1..=self.max_nonces).contains(&self.max_nonces_per_device) {
+            return Err(ConfigError::invalid(
+                "mobile_api.max_nonces_per_device",
+                "must be at least 1 and at most mobile_api.max_nonces",
             ));
         }
         Ok(())
@@ -902,6 +922,37 @@ mod tests {
         assert_eq!(
             err_path("[[client]]\nname='a b'\naddress='1.1.1.1'\nsecret='s'"),
             "client[0].name"
+        );
+    }
+
+    #[test]
+    fn the_mobile_api_nonce_limits_are_bounded() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(
+            (c.mobile_api.max_nonces, c.mobile_api.max_nonces_per_device),
+            (200_000, 1_000)
+        );
+        let c = Config::parse("[mobile_api]\nmax_nonces = 2000000\nmax_nonces_per_device = 5000")
+            .unwrap();
+        assert_eq!(
+            (c.mobile_api.max_nonces, c.mobile_api.max_nonces_per_device),
+            (2_000_000, 5_000)
+        );
+        assert_eq!(
+            err_path("[mobile_api]\nmax_nonces = 999"),
+            "mobile_api.max_nonces"
+        );
+        assert_eq!(
+            err_path("[mobile_api]\nmax_nonces = 20000000"),
+            "mobile_api.max_nonces"
+        );
+        assert_eq!(
+            err_path("[mobile_api]\nmax_nonces_per_device = 0"),
+            "mobile_api.max_nonces_per_device"
+        );
+        assert_eq!(
+            err_path("[mobile_api]\nmax_nonces = 1000\nmax_nonces_per_device = 1001"),
+            "mobile_api.max_nonces_per_device"
         );
     }
 

@@ -456,8 +456,9 @@ const DEFAULT_APPROVE_MIN_MS: u64 = 500;
 const DEFAULT_APPROVE_MAX_MS: u64 = 2000;
 /// The default reply timeout of push logins: past the server's default push timeout.
 const DEFAULT_PUSH_TIMEOUT_MS: u64 = 35_000;
-/// The server's defaults for signed requests (portals' `PushApiLimits`): nonces remembered
-/// per device and in all, each for 300 seconds (600 when a clock runs ahead).
+/// The server's defaults for signed requests (`[mobile_api] max_nonces_per_device` and
+/// `max_nonces`): nonces remembered per device and in all, each for 300 seconds (600 when a
+/// clock runs ahead).
 const SERVER_NONCES_PER_DEVICE: f64 = 1_000.0;
 const SERVER_NONCES: f64 = 200_000.0;
 const NONCE_WINDOW_SECS: f64 = 300.0;
@@ -513,8 +514,9 @@ fn warn_about_nonces(load: Load, users: usize, duration: f64, min_ms: u64, max_m
             "warning: about {rate:.0} push logins/s make some {per_device:.0} signed requests per \
              device and {total:.0} in all within {window:.0} s; the server remembers at most \
              {SERVER_NONCES_PER_DEVICE:.0} nonces per device and {SERVER_NONCES:.0} in all for \
-             {NONCE_WINDOW_SECS:.0} s and answers 429 or 503 beyond: use more users, longer \
-             delays or a shorter run"
+             {NONCE_WINDOW_SECS:.0} s by default and answers 429 or 503 beyond: use more \
+             users, longer delays or a shorter run, or raise the server's [mobile_api] \
+             max_nonces_per_device and max_nonces"
         );
     }
 }

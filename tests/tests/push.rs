@@ -19,9 +19,14 @@ fn setup(mode: &str, timeout_secs: u64) -> Setup {
 }
 
 fn setup_with(mode: &str, timeout_secs: u64, extra: &str) -> Setup {
+    setup_with_api(mode, timeout_secs, extra, "")
+}
+
+/// As `setup_with`, with `api_extra` lines in `[mobile_api]`.
+fn setup_with_api(mode: &str, timeout_secs: u64, extra: &str, api_extra: &str) -> Setup {
     let port = tollgate_tests::free_tcp_port();
     let mut node = Node::new(&format!(
-        "{extra}[mobile_api]\nlisten = \"127.0.0.1:{port}\"\nallow_plain = true\n[login]\npush_timeout_secs = {timeout_secs}\n[audit]\nfile = \"{{dir}}/audit.jsonl\"\n"
+        "{extra}[mobile_api]\nlisten = \"127.0.0.1:{port}\"\nallow_plain = true\n{api_extra}[login]\npush_timeout_secs = {timeout_secs}\n[audit]\nfile = \"{{dir}}/audit.jsonl\"\n"
     ));
     node.add_client("nas1", mode, true);
     node.ok(
@@ -145,6 +150,18 @@ fn an_unanswered_push_times_out_with_a_reject() {
         ["reject/push_timeout"],
         "one login, timed out, never accepted"
     );
+}
+
+#[test]
+fn a_device_over_its_configured_nonce_limit_is_told_to_slow_down() {
+    let s = setup_with_api("append", 30, "", "max_nonces_per_device = 3\n");
+    // Every signed request leaves its nonce with the server for minutes: three go through...
+    for _ in 0..3 {
+        assert_eq!(s.app.signed("GET", "/v1/challenges", b"", false).0, 200);
+    }
+    // ...and the fourth finds the device's share full.
+    let (status, body) = s.app.signed("GET", "/v1/challenges", b"", false);
+    assert_eq!(status, 429, "{body}");
 }
 
 #[test]
