@@ -31,6 +31,8 @@ pub const IN_FLIGHT: &str = "tollgate_radius_in_flight";
 pub const USERS_LOADED: &str = "tollgate_directory_users";
 /// Store flushes that failed (runtime state kept and retried).
 pub const STORE_ERRORS_TOTAL: &str = "tollgate_store_errors_total";
+/// Writes of the used-code journal that failed (the logins that needed them were refused).
+pub const JOURNAL_ERRORS_TOTAL: &str = "tollgate_journal_errors_total";
 
 /// Directory operations (search, bind, modify) by `domain` and `role` (search, bind), in
 /// seconds, failover included.

@@ -43,6 +43,9 @@ pub enum ServerError {
         /// Why.
         source: std::io::Error,
     },
+    /// The used-code journal could not be read, applied or started.
+    #[error("{0}")]
+    Journal(#[from] crate::state::journal::JournalError),
     /// An audit sink (file or syslog) could not be set up.
     #[error("audit: {0}")]
     Audit(std::io::Error),
@@ -147,23 +150,30 @@ async fn start_mobile_api(
 impl Server {
     /// Opens the store, loads the directory, starts every actor and binds the listeners.
     pub async fn start(config: &Config) -> Result<Server, ServerError> {
-        let store = Store::open(&config.data_dir)?;
+        let mut store = Store::open(&config.data_dir)?;
         let serving = crate::store::serving::lock(&config.data_dir)?;
-        let start_seq = store.last_change()?;
         let otp = &config.otp;
-        let directory = Arc::new(Directory::new(
-            VerifyPolicy {
-                totp_window: otp.totp_window,
-                hotp_lookahead: otp.hotp_lookahead,
-                max_drift: otp.max_drift,
-                resync_window: otp.resync_window,
-            },
-            LockoutPolicy {
-                threshold: config.lockout.threshold,
-                duration_secs: config.lockout.duration_secs,
-            },
-            config.passwords.cache_ttl_secs,
-        ));
+        let otp_policy = VerifyPolicy {
+            totp_window: otp.totp_window,
+            hotp_lookahead: otp.hotp_lookahead,
+            max_drift: otp.max_drift,
+            resync_window: otp.resync_window,
+        };
+        // What a crash left unwritten goes into the store before anything is loaded from it.
+        crate::sync::recover_journal(&mut store, &otp_policy, crate::unix_now())?;
+        let journal = crate::state::Journal::open(&config.data_dir)?;
+        let start_seq = store.last_change()?;
+        let directory = Arc::new(
+            Directory::new(
+                otp_policy,
+                LockoutPolicy {
+                    threshold: config.lockout.threshold,
+                    duration_secs: config.lockout.duration_secs,
+                },
+                config.passwords.cache_ttl_secs,
+            )
+            .with_journal(journal),
+        );
         let loaded = Instant::now();
         load_directory(&store, &directory)?;
         tracing::info!(

@@ -66,7 +66,12 @@ impl StoreSync {
                     match stopped.recv_timeout(interval) {
                         Err(RecvTimeoutError::Timeout) => continue,
                         Ok(()) | Err(RecvTimeoutError::Disconnected) => {
-                            flush(&mut store, &ctx.directory, None);
+                            if flush(&mut store, &ctx.directory, None) {
+                                // Everything is in SQLite: a restart has nothing to replay.
+                                if let Err(e) = ctx.directory.journal().close_clean() {
+                                    tracing::error!(error = %e, "cannot remove the used-code journal");
+                                }
+                            }
                             break;
                         }
                     }
@@ -106,10 +111,24 @@ const ROWS_PER_WRITE: usize = 128;
 /// The pause between two chunks of one flush (none at shutdown).
 const PAUSE: Duration = Duration::from_micros(200);
 
-fn flush(store: &mut Store, directory: &Directory, pause: Option<Duration>) {
+/// Writes the runtime state changed since the last flush; returns whether all of it was
+/// written. The journal is rotated first, and the segments this flush covers are deleted
+/// once it has committed (see `state/journal.rs` for why the order loses nothing).
+fn flush(store: &mut Store, directory: &Directory, pause: Option<Duration>) -> bool {
+    let journal = directory.journal();
+    let covered = match journal.rotate() {
+        Ok(generation) => generation,
+        Err(e) => {
+            // The segment in service stays in service; it is retired by a later flush.
+            tracing::error!(error = %e, "cannot start a new used-code journal segment");
+            metrics::counter!(crate::metrics::JOURNAL_ERRORS_TOTAL).increment(1);
+            None
+        }
+    };
     let DirtyState {
         mut tokens,
         mut lockouts,
+        mut day_codes,
     } = directory.take_dirty();
     // In id order, each chunk updates rows that sit together in the tables' B-trees, so the
     // chunks of one flush write about the pages one transaction would, not each of them
@@ -132,10 +151,81 @@ fn flush(store: &mut Store, directory: &Directory, pause: Option<Duration>) {
             metrics::counter!(crate::metrics::STORE_ERRORS_TOTAL).increment(1);
             tokens.extend(token_chunk);
             lockouts.extend(lock_chunk);
-            directory.restore_dirty(DirtyState { tokens, lockouts });
-            return;
+            directory.restore_dirty(DirtyState {
+                tokens,
+                lockouts,
+                day_codes,
+            });
+            return false;
         }
     }
+    // Day codes used: the replacement task marks them too, but only the store thread's
+    // write is ordered with the journal's rotation.
+    while let Some(&(user_id, issued_at)) = day_codes.last() {
+        if let Err(e) = store.day_code_used(user_id, issued_at, crate::unix_now() as i64) {
+            tracing::error!(error = %e, "cannot mark a day code used; will retry");
+            metrics::counter!(crate::metrics::STORE_ERRORS_TOTAL).increment(1);
+            directory.restore_dirty(DirtyState {
+                day_codes,
+                ..DirtyState::default()
+            });
+            return false;
+        }
+        day_codes.pop();
+    }
+    if let Some(generation) = covered {
+        if let Err(e) = journal.retire(generation) {
+            tracing::error!(error = %e, "cannot remove a used-code journal segment");
+        }
+    }
+    true
+}
+
+/// Applies what a crash left in the used-code journal of the store's data directory, then
+/// removes it: every token counter and lockout it recorded (only ever moving a counter
+/// forward), every day code it marked used, and, when a segment was written in an earlier
+/// boot of the machine (power loss or a kernel crash, which may have lost its last records),
+/// the TOTP fence on every TOTP token. Returns what it read.
+pub fn recover_journal(
+    store: &mut Store,
+    policy: &tollgate_engine::otp::VerifyPolicy,
+    now: u64,
+) -> Result<crate::state::journal::Leftover, crate::server::ServerError> {
+    use crate::state::journal;
+    let dir = store.dir().to_owned();
+    let left = journal::read_leftover(&dir)?;
+    if left.segments == 0 {
+        return Ok(left);
+    }
+    store.save_runtime(&left.tokens, &left.lockouts)?;
+    for &(user_id, issued_at) in &left.day_codes {
+        store.day_code_used(user_id, issued_at, now as i64)?;
+    }
+    let mut fenced = 0;
+    if left.other_boot {
+        let moved: Vec<_> = store
+            .tokens(None)?
+            .into_iter()
+            .filter_map(|t| {
+                let next = tollgate_engine::otp::fence(&t.params, &t.state, now, policy);
+                (next != t.state).then_some((t.id, next))
+            })
+            .collect();
+        fenced = moved.len();
+        store.save_runtime(&moved, &[])?;
+    }
+    journal::remove_segments(&dir)?;
+    tracing::warn!(
+        segments = left.segments,
+        records = left.records,
+        torn = left.skipped,
+        tokens = left.tokens.len(),
+        lockouts = left.lockouts.len(),
+        day_codes = left.day_codes.len(),
+        totp_fenced = fenced,
+        "the last run did not stop cleanly; its used-code journal was applied"
+    );
+    Ok(left)
 }
 
 fn apply(store: &Store, ctx: &SyncTargets, change: Change) -> Result<(), StoreError> {
@@ -297,7 +387,11 @@ mod tests {
             }
         }
         let locked = lockouts.len();
-        directory.restore_dirty(DirtyState { tokens, lockouts });
+        directory.restore_dirty(DirtyState {
+            tokens,
+            lockouts,
+            day_codes: Vec::new(),
+        });
 
         flush(&mut store, &directory, Some(Duration::from_micros(1)));
 
@@ -313,5 +407,125 @@ mod tests {
             assert_eq!(user.lockout.failures, expected, "user{i}");
         }
         assert!(locked > ROWS_PER_WRITE / 7);
+    }
+
+    #[test]
+    fn the_journal_a_crash_left_is_applied_at_start_and_removed() {
+        use crate::state::journal::{Entry, Journal};
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let new_token = |kind| crate::store::NewToken {
+            params: TokenParams {
+                kind,
+                algorithm: Algorithm::Sha1,
+                digits: 6,
+            },
+            secret: Zeroizing::new(b"12345678901234567890".to_vec()),
+            counter: 5,
+        };
+        let hw = store.add_user("hw", None).unwrap();
+        let hotp = store.add_token("hw", new_token(TokenKind::Hotp)).unwrap();
+        store.add_user("soft", None).unwrap();
+        let totp = store
+            .add_token("soft", new_token(TokenKind::Totp { period: 30, t0: 0 }))
+            .unwrap();
+        let code = crate::store::IssuedCode {
+            user_id: hw.id,
+            code: Zeroizing::new("12345678".to_owned()),
+            message: crate::store::NewMessage {
+                channel: crate::delivery::Channel::Sms,
+                to: "+15550100".to_owned(),
+                subject: String::new(),
+                body: Zeroizing::new("code".to_owned()),
+                user_id: Some(hw.id),
+                purpose: "preload",
+            },
+        };
+        store
+            .issue_day_codes(&[code], 1_000, 9_000_000_000, None)
+            .unwrap();
+
+        // What a killed server left: an HOTP counter, a failure, a used day code.
+        let journal = Journal::open(dir.path()).unwrap();
+        let hotp_state = TokenState {
+            next_counter: 9,
+            drift: 0,
+        };
+        journal
+            .record(Entry::Token {
+                id: hotp.id,
+                state: hotp_state,
+            })
+            .unwrap();
+        journal
+            .record(Entry::Lockout {
+                user_id: hw.id,
+                state: LockoutState {
+                    failures: 2,
+                    locked_until: None,
+                },
+            })
+            .unwrap();
+        journal
+            .record(Entry::DayCode {
+                user_id: hw.id,
+                issued_at: 1_000,
+            })
+            .unwrap();
+        drop(journal);
+
+        let now = 1_800_000_000;
+        let left = recover_journal(&mut store, &VerifyPolicy::default(), now).unwrap();
+        assert_eq!((left.records, left.other_boot), (3, false));
+        let tokens = store.tokens(None).unwrap();
+        let state_of = |id| tokens.iter().find(|t| t.id == id).unwrap().state;
+        assert_eq!(state_of(hotp.id), hotp_state);
+        assert_eq!(
+            state_of(totp.id).next_counter,
+            0,
+            "no fence in the same boot"
+        );
+        assert_eq!(store.user("hw").unwrap().unwrap().lockout.failures, 2);
+        assert!(store.day_codes_since(0).unwrap()[0].used);
+        assert_eq!(
+            crate::state::journal::read_leftover(dir.path())
+                .unwrap()
+                .segments,
+            0,
+            "applied and removed"
+        );
+
+        // A segment from another boot (power loss): TOTP tokens are fenced, HOTP left alone,
+        // and a counter never moves back.
+        let journal = Journal::open(dir.path()).unwrap();
+        journal
+            .record(Entry::Token {
+                id: hotp.id,
+                state: TokenState {
+                    next_counter: 7,
+                    drift: 0,
+                },
+            })
+            .unwrap();
+        drop(journal);
+        let segment = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .find(|e| e.file_name().to_string_lossy().ends_with(".journal"))
+            .unwrap()
+            .path();
+        let mut bytes = std::fs::read(&segment).unwrap();
+        bytes[8] ^= 0xff;
+        std::fs::write(&segment, bytes).unwrap();
+        let left = recover_journal(&mut store, &VerifyPolicy::default(), now).unwrap();
+        assert!(left.other_boot);
+        let tokens = store.tokens(None).unwrap();
+        let state_of = |id| tokens.iter().find(|t| t.id == id).unwrap().state;
+        assert_eq!(state_of(hotp.id).next_counter, 9);
+        let policy = VerifyPolicy::default();
+        assert_eq!(
+            state_of(totp.id).next_counter,
+            now / 30 + u64::from(policy.max_drift) + u64::from(policy.totp_window) + 1
+        );
     }
 }

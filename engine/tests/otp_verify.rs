@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 use tollgate_engine::otp::{
-    code_at, current_code, resync, totp_counter, verify, Algorithm, RejectReason, TokenKind,
+    code_at, current_code, fence, resync, totp_counter, verify, Algorithm, RejectReason, TokenKind,
     TokenParams, TokenState, Verdict, VerifyPolicy,
 };
 
@@ -759,5 +759,52 @@ proptest! {
             }
             other => prop_assert!(false, "code at {} refused: {:?}", target, other),
         }
+    }
+
+    /// The fence after an untraced loss: a run of accepts (each one teaching its drift),
+    /// then a crash that lost all of them, then a restart at or after the last accept. From
+    /// the state before the run, the fence refuses every code the run accepted.
+    #[test]
+    fn the_fence_refuses_every_code_a_lost_run_accepted(
+        key in proptest::collection::vec(any::<u8>(), 1..40),
+        period in prop_oneof![Just(30u32), 1u32..=120],
+        drift in -12i64..=12,
+        start in 1_500_000_000u64..2_000_000_000,
+        steps in proptest::collection::vec((0u64..90, any::<u32>()), 1..8),
+        restart_after in 0u64..200,
+        policy in small_policy(),
+    ) {
+        let params = TokenParams { kind: TokenKind::Totp { period, t0: 0 }, ..TokenParams::default() };
+        let before = TokenState { next_counter: 0, drift };
+        let mut state = before;
+        let mut time = start;
+        let mut accepted = Vec::new();
+        for (wait, pick) in steps {
+            time += wait;
+            // The code of some counter within reach of the window now.
+            let centre = totp_counter(time, period, 0).saturating_add_signed(state.drift);
+            let window = u64::from(policy.totp_window);
+            let target = centre.saturating_sub(window) + u64::from(pick) % (2 * window + 1);
+            let mut out = [0u8; 8];
+            let code = code_at(&key, &params, target, &mut out).to_vec();
+            if let Verdict::Accepted { state: next, .. } = verify(&key, &params, &state, &code, time, &policy) {
+                accepted.push((code, time));
+                state = next;
+            }
+        }
+        let fenced = fence(&params, &before, time + restart_after, &policy);
+        prop_assert!(fenced.next_counter >= state.next_counter, "the fence is behind the lost run");
+        for (code, at) in accepted {
+            // Replayed at the restart, or at any moment after it.
+            for later in [time + restart_after, at.max(time + restart_after) + 30] {
+                let again = verify(&key, &params, &fenced, &code, later, &policy);
+                prop_assert!(!matches!(again, Verdict::Accepted { .. }), "a lost code was accepted again");
+            }
+        }
+    }
+
+    #[test]
+    fn the_fence_leaves_hotp_alone(state in any_state(), time in any_time(), policy in small_policy()) {
+        prop_assert_eq!(fence(&hotp_params(), &state, time, &policy), state);
     }
 }

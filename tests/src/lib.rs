@@ -280,13 +280,17 @@ impl Node {
         }
     }
 
-    /// Kills the server with SIGKILL (a crash, not a shutdown) and waits for it.
-    pub fn kill(&mut self) {
+    /// Kills the server with SIGKILL (a crash, not a shutdown) and waits for it; returns
+    /// the moment the signal was sent.
+    pub fn kill(&mut self) -> Instant {
+        let mut sent = Instant::now();
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
+            sent = Instant::now();
             let _ = child.wait();
         }
         self.addr = None;
+        sent
     }
 
     /// Polls `f` until it is true or `timeout` passes.

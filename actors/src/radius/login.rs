@@ -407,6 +407,7 @@ fn second_factor(shared: &Shared, user: &UserEntry, name: &str, code: &[u8], now
                 DayCheck::Used => Outcome::Reject(RejectReason::ReplayedPasscode),
                 DayCheck::Expired => Outcome::Reject(RejectReason::CodeExpired),
                 DayCheck::Missing => Outcome::Reject(RejectReason::NoToken),
+                DayCheck::NotRecorded => Outcome::Reject(RejectReason::TokenWriteFailed),
             };
             conclude(shared, user, name, outcome, now)
         }

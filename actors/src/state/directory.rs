@@ -8,6 +8,7 @@ use tollgate_engine::login::{LockoutPolicy, LockoutState, RejectReason};
 use tollgate_engine::otp::{self, TokenParams, TokenState, Verdict, VerifyPolicy};
 use zeroize::Zeroizing;
 
+use super::journal::{Entry, Journal};
 use super::{CredentialCache, Hasher};
 use crate::store::{name_key, DayCodeRecord, DeliverySettings, TokenRecord, UserRecord};
 
@@ -125,6 +126,7 @@ pub enum PasscodeCheck {
 struct Dirty {
     tokens: HashMap<i64, TokenState>,
     lockouts: HashMap<i64, LockoutState>,
+    day_codes: Vec<(i64, i64)>,
 }
 
 /// An enrolled phone: its key (to check what it signs) and where its pushes go.
@@ -168,6 +170,9 @@ pub enum DayCheck {
     Expired,
     /// The user has no day code yet.
     Missing,
+    /// The right code, now used, but its use could not be journaled: refused, since a
+    /// crash could make it valid again.
+    NotRecorded,
 }
 
 /// Runtime state changed since the last flush, to be written to the store.
@@ -177,6 +182,8 @@ pub struct DirtyState {
     pub tokens: Vec<(i64, TokenState)>,
     /// User failure counts and locks.
     pub lockouts: Vec<(i64, LockoutState)>,
+    /// Day codes used: (user id, issued at).
+    pub day_codes: Vec<(i64, i64)>,
 }
 
 /// The embedded directory in memory.
@@ -196,6 +203,8 @@ pub struct Directory {
     pub otp_policy: VerifyPolicy,
     /// Lockout rule.
     pub lockout_policy: LockoutPolicy,
+    /// Where every accepted code and lockout change is recorded before its reply leaves.
+    journal: Journal,
 }
 
 impl Directory {
@@ -215,7 +224,20 @@ impl Directory {
             credentials: CredentialCache::new(cache_ttl_secs),
             otp_policy,
             lockout_policy,
+            journal: Journal::disabled(),
         }
+    }
+
+    /// The same directory, recording into `journal` (a server's; tests and commands keep
+    /// the disabled one).
+    pub fn with_journal(mut self, journal: Journal) -> Self {
+        self.journal = journal;
+        self
+    }
+
+    /// The used-code journal.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
     }
 
     /// Number of users.
@@ -436,7 +458,19 @@ impl Directory {
             ) {
                 Verdict::Accepted { state: next, .. } => {
                     *state = next;
+                    // The write-behind set first, the journal second: the store thread's
+                    // rotation relies on that order (see `journal.rs`).
                     lock(&self.dirty).tokens.insert(token.id, next);
+                    let entry = Entry::Token {
+                        id: token.id,
+                        state: next,
+                    };
+                    if let Err(e) = self.journal.record(entry) {
+                        // The counter moved on in memory, so the code stays used here; it
+                        // is refused because nothing would keep it used after a crash.
+                        tracing::error!(error = %e, "passcode refused: its use could not be journaled");
+                        return PasscodeCheck::Rejected(RejectReason::TokenWriteFailed);
+                    }
                     return PasscodeCheck::Accepted { token_id: token.id };
                 }
                 Verdict::Rejected(otp::RejectReason::Replayed) => {
@@ -490,9 +524,14 @@ impl Directory {
             return DayCheck::Expired;
         }
         code.used = true;
-        DayCheck::Accepted {
-            issued_at: code.issued_at,
+        let issued_at = code.issued_at;
+        drop(code);
+        lock(&self.dirty).day_codes.push((user_id, issued_at));
+        if let Err(e) = self.journal.record(Entry::DayCode { user_id, issued_at }) {
+            tracing::error!(error = %e, "day code refused: its use could not be journaled");
+            return DayCheck::NotRecorded;
         }
+        DayCheck::Accepted { issued_at }
     }
 
     /// The length of the user's day code, if they have one.
@@ -521,7 +560,17 @@ impl Directory {
             Some(_) => false,
         };
         if *l != before {
-            lock(&self.dirty).lockouts.insert(user.id, *l);
+            let state = *l;
+            lock(&self.dirty).lockouts.insert(user.id, state);
+            // Written under the user's lock, so one user's records follow each other (a
+            // UDP worker's batch may still land after another thread's record).
+            let entry = Entry::Lockout {
+                user_id: user.id,
+                state,
+            };
+            if let Err(e) = self.journal.record(entry) {
+                tracing::error!(error = %e, "a lockout change could not be journaled");
+            }
         }
         locked_now
     }
@@ -534,6 +583,7 @@ impl Directory {
         DirtyState {
             tokens: d.tokens.into_iter().collect(),
             lockouts: d.lockouts.into_iter().collect(),
+            day_codes: d.day_codes,
         }
     }
 
@@ -546,5 +596,6 @@ impl Directory {
         for (id, s) in failed.lockouts {
             d.lockouts.entry(id).or_insert(s);
         }
+        d.day_codes.extend(failed.day_codes);
     }
 }

@@ -7,6 +7,7 @@
 
 mod credentials;
 mod directory;
+pub mod journal;
 
 /// The hasher of the maps read on every request (users by name and id, the credential
 /// cache, the duplicate cache): foldhash, seeded at random per map, some times faster than
@@ -20,3 +21,4 @@ pub use directory::{
     DayCheck, DeviceEntry, Directory, DirtyState, PasscodeCheck, PasswordCheck, TokenEntry,
     UserEntry,
 };
+pub use journal::Journal;

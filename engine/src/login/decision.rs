@@ -43,8 +43,9 @@ pub enum RejectReason {
     PasswordExpired,
     /// No directory server answered in time.
     DirectoryUnavailable,
-    /// The passcode was right but its token record could not be written back to the
-    /// directory, so it is refused rather than left usable twice.
+    /// The passcode was right but its use could not be recorded (the token record written
+    /// back to the directory, or the used-code journal), so it is refused rather than left
+    /// usable twice.
     TokenWriteFailed,
     /// A delivered code could not be sent: the destination asked for too many, the user
     /// has no number or address, or the outbox is full.

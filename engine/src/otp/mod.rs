@@ -17,7 +17,7 @@ use std::fmt;
 
 pub use hotp::{code_at, current_code, hotp, totp_counter};
 pub use uri::otpauth_uri;
-pub use verify::{resync, verify};
+pub use verify::{fence, resync, verify};
 
 /// The HMAC hash function a token uses.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]

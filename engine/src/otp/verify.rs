@@ -231,6 +231,38 @@ fn signed_offset(counter: u64, raw: u64) -> i64 {
     i64::try_from(offset).unwrap_or(if offset < 0 { i64::MIN } else { i64::MAX })
 }
 
+/// The state after a stop that may have lost accepted codes without a trace (power loss or
+/// a kernel crash before the used-code journal reached the disk), with `unix_time` the
+/// latest moment such a code could have been accepted (the restart's clock is a safe
+/// bound): every TOTP counter that any window could have reached by then is treated as
+/// used. The drift a lost accept could have taught is bounded by
+/// `max(policy.max_drift, |state.drift|)` (see [`verify`]), so the bound is the raw
+/// counter plus that drift plus the window. The user's next code is at most that many
+/// steps away. HOTP is returned unchanged: its counter has no clock to bound it, and
+/// skipping it ahead would strand a hardware token behind the server.
+pub fn fence(
+    params: &TokenParams,
+    state: &TokenState,
+    unix_time: u64,
+    policy: &VerifyPolicy,
+) -> TokenState {
+    match params.kind {
+        TokenKind::Totp { period, t0 } => {
+            let raw = totp_counter(unix_time, period, t0);
+            let drift = state.drift.unsigned_abs().max(u64::from(policy.max_drift));
+            let reach = raw
+                .saturating_add(drift)
+                .saturating_add(u64::from(policy.totp_window))
+                .saturating_add(1);
+            TokenState {
+                next_counter: state.next_counter.max(reach),
+                drift: state.drift,
+            }
+        }
+        TokenKind::Hotp => *state,
+    }
+}
+
 /// `counter - raw`, clamped to `±max_drift` steps or `±|current|` steps, whichever is
 /// wider, so that a drift set by [`resync`] survives the accepts that follow it.
 fn clamped_offset(counter: u64, raw: u64, max_drift: u32, current: i64) -> i64 {

@@ -1,0 +1,807 @@
+//! The used-code journal: what single use must survive a crash.
+//!
+//! Runtime state reaches SQLite behind the logins, every 200 ms (`sync.rs`). A process
+//! killed in between would forget the counters it advanced, and a code accepted just
+//! before the kill would be accepted again after the restart. So every change that makes a
+//! code unusable (a token's counter, a day code marked used) and every change of a user's
+//! lockout is appended to this journal **before the reply that depends on it leaves**:
+//!
+//! - a UDP worker gathers the records of a received batch in a buffer of its own thread and
+//!   writes them with one `write(2)` just before the batch's replies go out with
+//!   `sendmmsg` ([`Journal::batch_on_this_thread`]); a record costs a copy of 32 bytes;
+//! - every other thread (challenge sessions, directory logins, the slow password path)
+//!   writes its record at once, before it returns.
+//!
+//! A `write(2)` that has returned is in the kernel's page cache, which outlives the process:
+//! SIGKILL, an OOM kill or a panic at any instant loses nothing that a NAS was told. Power
+//! loss or a kernel crash can lose what was not yet written back to the disk; the
+//! restart then applies [`tollgate_engine::otp::fence`] to every TOTP token (see
+//! [`recover`]). Nothing here calls `fsync` on the login path.
+//!
+//! The journal is a series of segment files `used-<generation>.journal` in the data
+//! directory. The store thread rotates it before each flush of runtime state
+//! ([`Journal::rotate`]) and deletes the segments that flush covered once SQLite has
+//! committed it ([`Journal::retire`]). Why that loses nothing: a change is put in the
+//! write-behind set before its record is written, and a writer picks the segment at the
+//! moment it writes; so a record that lands in a segment taken out of service was in the
+//! write-behind set before the store thread took it, and reaches SQLite in that flush.
+//! At start-up, [`recover`] applies whatever segments a crash left, then deletes them.
+//!
+//! Each segment is preallocated (`fallocate`, size kept), so a full disk does not refuse
+//! the records of a segment that was already opened: logins go on while the store's own
+//! writes fail and are retried.
+
+use std::cell::RefCell;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tollgate_engine::login::LockoutState;
+use tollgate_engine::otp::TokenState;
+
+/// One record: what became unusable, or a user's lockout state.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// A token's replay state after an accept: every counter below `state.next_counter`
+    /// is used.
+    Token {
+        /// Store id of the token.
+        id: i64,
+        /// Its state after the accept.
+        state: TokenState,
+    },
+    /// A user's day code (the one issued at `issued_at`) was used.
+    DayCode {
+        /// Store id of the user.
+        user_id: i64,
+        /// When the used code was issued.
+        issued_at: i64,
+    },
+    /// A user's failure count and lock changed.
+    Lockout {
+        /// Store id of the user.
+        user_id: i64,
+        /// The new state.
+        state: LockoutState,
+    },
+}
+
+/// Bytes of one record, and of a segment's header.
+pub const RECORD_LEN: usize = 32;
+
+const KIND_TOKEN: u8 = 1;
+const KIND_DAY_CODE: u8 = 2;
+const KIND_LOCKOUT: u8 = 3;
+
+/// A segment's first record: magic, format version, the boot it was written in.
+const MAGIC: &[u8; 4] = b"TGUJ";
+const VERSION: u8 = 1;
+
+/// Space reserved on the disk for each new segment: 131,072 records, more than a store
+/// flush interval sees at the server's highest measured rate.
+const PREALLOCATE: i64 = 4 << 20;
+
+impl Entry {
+    /// The record's 32 bytes: kind, flags, two reserved bytes, a checksum of the other 28
+    /// bytes, then three little-endian 64-bit fields.
+    pub fn encode(&self) -> [u8; RECORD_LEN] {
+        let (kind, flags, a, b, c) = match *self {
+            Entry::Token { id, state } => (
+                KIND_TOKEN,
+                0,
+                id as u64,
+                state.next_counter,
+                state.drift as u64,
+            ),
+            Entry::DayCode { user_id, issued_at } => {
+                (KIND_DAY_CODE, 0, user_id as u64, issued_at as u64, 0)
+            }
+            Entry::Lockout { user_id, state } => (
+                KIND_LOCKOUT,
+                u8::from(state.locked_until.is_some()),
+                user_id as u64,
+                u64::from(state.failures),
+                state.locked_until.unwrap_or(0),
+            ),
+        };
+        let mut out = [0u8; RECORD_LEN];
+        out[0] = kind;
+        out[1] = flags;
+        out[8..16].copy_from_slice(&a.to_le_bytes());
+        out[16..24].copy_from_slice(&b.to_le_bytes());
+        out[24..32].copy_from_slice(&c.to_le_bytes());
+        let sum = checksum(&out);
+        out[4..8].copy_from_slice(&sum.to_le_bytes());
+        out
+    }
+
+    /// Reads a record back; `None` for anything torn, altered or unknown.
+    pub fn decode(bytes: &[u8]) -> Option<Entry> {
+        let bytes: &[u8; RECORD_LEN] = bytes.try_into().ok()?;
+        let stored = u32::from_le_bytes(bytes[4..8].try_into().ok()?);
+        if stored != checksum(bytes) || bytes[2] != 0 || bytes[3] != 0 {
+            return None;
+        }
+        let field = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap_or_default());
+        let (a, b, c) = (field(8), field(16), field(24));
+        match (bytes[0], bytes[1]) {
+            (KIND_TOKEN, 0) => Some(Entry::Token {
+                id: a as i64,
+                state: TokenState {
+                    next_counter: b,
+                    drift: c as i64,
+                },
+            }),
+            (KIND_DAY_CODE, 0) if c == 0 => Some(Entry::DayCode {
+                user_id: a as i64,
+                issued_at: b as i64,
+            }),
+            (KIND_LOCKOUT, locked @ (0 | 1)) => Some(Entry::Lockout {
+                user_id: a as i64,
+                state: LockoutState {
+                    failures: u32::try_from(b).ok()?,
+                    locked_until: (locked == 1).then_some(c),
+                },
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// FNV-1a over the record without its checksum field: enough to tell a torn or zeroed
+/// record from a written one (this guards against a partial write, not against an attacker,
+/// who would need write access to the data directory).
+fn checksum(record: &[u8; RECORD_LEN]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for (i, b) in record.iter().enumerate() {
+        if (4..8).contains(&i) {
+            continue;
+        }
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// Why the journal could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// A segment could not be created, written or removed.
+    #[error("used-code journal {path}: {source}")]
+    Io {
+        /// The segment.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+}
+
+/// The segment being written.
+struct Segment {
+    file: File,
+    path: PathBuf,
+    generation: u64,
+    /// Bytes of records written (the header excluded); only read to skip rotating an
+    /// empty segment.
+    written: AtomicU64,
+}
+
+struct Inner {
+    dir: PathBuf,
+    /// Swapped by the store thread; writers load it at the moment they write.
+    active: ArcSwap<Segment>,
+    /// Set after a failed write, cleared after a good one: while set, UDP workers write
+    /// each record at once, so that a failure refuses the login that needed it.
+    failing: AtomicBool,
+}
+
+/// The journal of a data directory, or a disabled one (tests and commands that accept no
+/// code). Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Journal {
+    inner: Option<Arc<Inner>>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.inner {
+            Some(i) => f
+                .debug_struct("Journal")
+                .field("dir", &i.dir)
+                .field("generation", &i.active.load().generation)
+                .finish(),
+            None => f.write_str("Journal(disabled)"),
+        }
+    }
+}
+
+thread_local! {
+    /// The records a UDP worker gathered since its replies last left, and the journal they
+    /// belong to (identified by its address; a worker serves one journal for its life).
+    static BATCH: RefCell<Option<ThreadBatch>> = const { RefCell::new(None) };
+}
+
+struct ThreadBatch {
+    owner: usize,
+    buffer: Vec<u8>,
+}
+
+impl Journal {
+    /// A journal that records nothing.
+    pub fn disabled() -> Journal {
+        Journal { inner: None }
+    }
+
+    /// Opens a new segment in `dir`, after every segment already there (which [`recover`]
+    /// should have applied and removed first).
+    pub fn open(dir: &Path) -> Result<Journal, JournalError> {
+        let next = segments(dir)?.last().map_or(1, |(g, _)| g + 1);
+        let segment = Segment::create(dir, next)?;
+        Ok(Journal {
+            inner: Some(Arc::new(Inner {
+                dir: dir.to_owned(),
+                active: ArcSwap::from_pointee(segment),
+                failing: AtomicBool::new(false),
+            })),
+        })
+    }
+
+    /// Whether records are kept.
+    pub fn is_enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// Records `entry`: into this thread's batch when [`Journal::batch_on_this_thread`]
+    /// made one for this journal, otherwise written before this call returns.
+    pub fn record(&self, entry: Entry) -> Result<(), JournalError> {
+        let Some(inner) = &self.inner else {
+            return Ok(());
+        };
+        let bytes = entry.encode();
+        let owner = Arc::as_ptr(inner) as usize;
+        let batched = !inner.failing.load(Ordering::Relaxed)
+            && BATCH.with(|b| match b.borrow_mut().as_mut() {
+                Some(batch) if batch.owner == owner => {
+                    batch.buffer.extend_from_slice(&bytes);
+                    true
+                }
+                _ => false,
+            });
+        if batched {
+            Ok(())
+        } else {
+            inner.write(&bytes)
+        }
+    }
+
+    /// Makes this thread gather its records until [`BatchScope::write`]; for the UDP
+    /// workers, whose replies leave a batch at a time. The scope ends with the returned
+    /// guard, which writes what is left.
+    pub fn batch_on_this_thread(&self) -> BatchScope {
+        if let Some(inner) = &self.inner {
+            BATCH.with(|b| {
+                *b.borrow_mut() = Some(ThreadBatch {
+                    owner: Arc::as_ptr(inner) as usize,
+                    buffer: Vec::with_capacity(64 * RECORD_LEN),
+                });
+            });
+        }
+        BatchScope {
+            journal: self.clone(),
+        }
+    }
+
+    /// Starts a new segment and returns the generation of the one it replaces, or `None`
+    /// when that one holds no record (it then stays in service). Called by the store
+    /// thread before it takes the write-behind set.
+    pub fn rotate(&self) -> Result<Option<u64>, JournalError> {
+        let Some(inner) = &self.inner else {
+            return Ok(None);
+        };
+        let current = inner.active.load();
+        if current.written.load(Ordering::Acquire) == 0 {
+            return Ok(None);
+        }
+        let fresh = Segment::create(&inner.dir, current.generation + 1)?;
+        let old = inner.active.swap(Arc::new(fresh));
+        Ok(Some(old.generation))
+    }
+
+    /// Deletes every segment up to `generation` (inclusive): a flush of runtime state that
+    /// began after that segment left service has committed.
+    pub fn retire(&self, generation: u64) -> Result<(), JournalError> {
+        let Some(inner) = &self.inner else {
+            return Ok(());
+        };
+        for (g, path) in segments(&inner.dir)? {
+            if g <= generation && g != inner.active.load().generation {
+                std::fs::remove_file(&path).map_err(|source| JournalError::Io { path, source })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// At a clean stop, after the last flush committed: deletes every segment, the one in
+    /// service too unless something was recorded in it after that flush began (it is then
+    /// left for the next start to apply).
+    pub fn close_clean(&self) -> Result<(), JournalError> {
+        let Some(inner) = &self.inner else {
+            return Ok(());
+        };
+        let active = inner.active.load();
+        for (g, path) in segments(&inner.dir)? {
+            if g == active.generation && active.written.load(Ordering::Acquire) > 0 {
+                continue;
+            }
+            std::fs::remove_file(&path).map_err(|source| JournalError::Io { path, source })?;
+        }
+        Ok(())
+    }
+}
+
+impl Inner {
+    fn write(&self, bytes: &[u8]) -> Result<(), JournalError> {
+        let segment = self.active.load();
+        let result = (&segment.file).write_all(bytes);
+        match result {
+            Ok(()) => {
+                segment
+                    .written
+                    .fetch_add(bytes.len() as u64, Ordering::Release);
+                self.failing.store(false, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(source) => {
+                self.failing.store(true, Ordering::Relaxed);
+                metrics::counter!(crate::metrics::JOURNAL_ERRORS_TOTAL).increment(1);
+                Err(JournalError::Io {
+                    path: segment.path.clone(),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// A UDP worker's batch of records (see [`Journal::batch_on_this_thread`]).
+pub struct BatchScope {
+    journal: Journal,
+}
+
+impl BatchScope {
+    /// Bytes gathered and not yet written; a worker compares it before and after a request
+    /// to know whether that request's reply depends on the next write.
+    pub fn pending(&self) -> usize {
+        BATCH.with(|b| b.borrow().as_ref().map_or(0, |batch| batch.buffer.len()))
+    }
+
+    /// Writes what was gathered, with one system call. On an error nothing gathered may
+    /// be relied on: the replies that needed it must not leave.
+    pub fn write(&self) -> Result<(), JournalError> {
+        let Some(inner) = &self.journal.inner else {
+            return Ok(());
+        };
+        BATCH.with(|b| {
+            let mut b = b.borrow_mut();
+            let Some(batch) = b.as_mut() else {
+                return Ok(());
+            };
+            if batch.buffer.is_empty() {
+                return Ok(());
+            }
+            let result = inner.write(&batch.buffer);
+            batch.buffer.clear();
+            result
+        })
+    }
+}
+
+impl Drop for BatchScope {
+    fn drop(&mut self) {
+        if let Err(e) = self.write() {
+            tracing::error!(error = %e, "cannot write the used-code journal");
+        }
+        BATCH.with(|b| *b.borrow_mut() = None);
+    }
+}
+
+impl Segment {
+    /// Creates the segment under a temporary name and renames it into place once its
+    /// header is written: a process killed in between leaves no segment without a header,
+    /// which [`read_leftover`] must read as written in another boot.
+    fn create(dir: &Path, generation: u64) -> Result<Segment, JournalError> {
+        let path = segment_path(dir, generation);
+        let temporary = path.with_extension(TEMPORARY);
+        let io = |source| JournalError::Io {
+            path: path.clone(),
+            source,
+        };
+        let _ = std::fs::remove_file(&temporary);
+        let mut file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temporary)
+            .map_err(io)?;
+        preallocate(&file);
+        let mut header = [0u8; RECORD_LEN];
+        header[..4].copy_from_slice(MAGIC);
+        header[4] = VERSION;
+        header[8..24].copy_from_slice(&boot_id().unwrap_or_default());
+        file.write_all(&header).map_err(io)?;
+        std::fs::rename(&temporary, &path).map_err(io)?;
+        Ok(Segment {
+            file,
+            path,
+            generation,
+            written: AtomicU64::new(0),
+        })
+    }
+}
+
+/// Reserves the segment's blocks, keeping its size, so that appends within them cannot
+/// fail for want of space. Where the file system cannot, appends simply allocate as usual.
+#[allow(unsafe_code)]
+fn preallocate(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fallocate(2) on a descriptor this function borrows; it reads no memory of ours.
+    let r = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, PREALLOCATE) };
+    if r != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "journal segment not preallocated");
+    }
+}
+
+fn segment_path(dir: &Path, generation: u64) -> PathBuf {
+    dir.join(format!("used-{generation:016x}.journal"))
+}
+
+/// The extension of a segment still being created.
+const TEMPORARY: &str = "journal-new";
+
+/// The segments in `dir`, oldest first.
+fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, JournalError> {
+    let io = |source| JournalError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name();
+        let Some(hex) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("used-"))
+            .and_then(|n| n.strip_suffix(".journal"))
+        else {
+            continue;
+        };
+        if let Ok(g) = u64::from_str_radix(hex, 16) {
+            out.push((g, entry.path()));
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// This boot of the machine (Linux's random boot id): a segment written in another boot
+/// may have lost what the kernel had not yet written back.
+fn boot_id() -> Option<[u8; 16]> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let hex: String = text.trim().chars().filter(|c| *c != '-').collect();
+    let mut out = [0u8; 16];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// What a crash left in the journal, merged: the furthest state of each token, the
+/// strictest lockout of each user, every day code used.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Leftover {
+    /// Token states, by token id.
+    pub tokens: Vec<(i64, TokenState)>,
+    /// Lockout states, by user id.
+    pub lockouts: Vec<(i64, LockoutState)>,
+    /// Day codes used: (user id, issued at).
+    pub day_codes: Vec<(i64, i64)>,
+    /// Whether a segment was written in an earlier boot of the machine (or in a boot that
+    /// cannot be told): then the last records before the crash may never have reached the
+    /// disk, and the caller must fence TOTP tokens.
+    pub other_boot: bool,
+    /// Segments read.
+    pub segments: usize,
+    /// Records read.
+    pub records: usize,
+    /// Records skipped as torn or unreadable (the tail of a segment cut by power loss).
+    pub skipped: usize,
+}
+
+/// Reads every segment in `dir` into one [`Leftover`]. The caller applies it to the store,
+/// commits, and then calls [`remove_segments`].
+pub fn read_leftover(dir: &Path) -> Result<Leftover, JournalError> {
+    use std::collections::HashMap;
+    let mut tokens: HashMap<i64, TokenState> = HashMap::new();
+    let mut lockouts: HashMap<i64, LockoutState> = HashMap::new();
+    let mut day_codes = std::collections::BTreeSet::new();
+    let mut out = Leftover::default();
+    let this_boot = boot_id();
+    for (_, path) in segments(dir)? {
+        let bytes = std::fs::read(&path).map_err(|source| JournalError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        out.segments += 1;
+        let mut chunks = bytes.chunks(RECORD_LEN);
+        let header = chunks.next().unwrap_or_default();
+        let written_in = (header.len() == RECORD_LEN && &header[..4] == MAGIC)
+            .then(|| <[u8; 16]>::try_from(&header[8..24]).ok())
+            .flatten();
+        // A segment without a whole header cannot be told apart from one whose data power
+        // loss took (a process crash cannot leave one: see `Segment::create`).
+        if this_boot.is_none() || written_in != this_boot || written_in == Some([0; 16]) {
+            out.other_boot = true;
+        }
+        for chunk in chunks {
+            match Entry::decode(chunk) {
+                Some(entry) => {
+                    out.records += 1;
+                    match entry {
+                        Entry::Token { id, state } => {
+                            let t = tokens.entry(id).or_insert(state);
+                            if state.next_counter >= t.next_counter {
+                                *t = state;
+                            }
+                        }
+                        Entry::DayCode { user_id, issued_at } => {
+                            day_codes.insert((user_id, issued_at));
+                        }
+                        Entry::Lockout { user_id, state } => {
+                            // Two workers may write one user's records out of order, so
+                            // the strictest state wins: a failure is never forgotten.
+                            let l = lockouts.entry(user_id).or_insert(state);
+                            l.failures = l.failures.max(state.failures);
+                            l.locked_until = l.locked_until.max(state.locked_until);
+                        }
+                    }
+                }
+                // A zeroed chunk is the unwritten tail of a preallocated segment.
+                None if chunk.iter().all(|b| *b == 0) => {}
+                None => out.skipped += 1,
+            }
+        }
+    }
+    out.tokens = tokens.into_iter().collect();
+    out.tokens.sort_unstable_by_key(|(id, _)| *id);
+    out.lockouts = lockouts.into_iter().collect();
+    out.lockouts.sort_unstable_by_key(|(id, _)| *id);
+    out.day_codes = day_codes.into_iter().collect();
+    Ok(out)
+}
+
+/// Removes every segment in `dir` (after their content was committed to the store), and
+/// any segment left half-created.
+pub fn remove_segments(dir: &Path) -> Result<(), JournalError> {
+    for (_, path) in segments(dir)? {
+        std::fs::remove_file(&path).map_err(|source| JournalError::Io { path, source })?;
+    }
+    let io = |source| JournalError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        let half_created = path.extension().is_some_and(|e| e == TEMPORARY)
+            && path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("used-"));
+        if half_created {
+            std::fs::remove_file(&path).map_err(|source| JournalError::Io { path, source })?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn token(id: i64, next: u64) -> Entry {
+        Entry::Token {
+            id,
+            state: TokenState {
+                next_counter: next,
+                drift: -2,
+            },
+        }
+    }
+
+    #[test]
+    fn records_read_back_as_written() {
+        let entries = [
+            token(7, 1_000_000_123),
+            Entry::DayCode {
+                user_id: 3,
+                issued_at: 1_700_000_000,
+            },
+            Entry::Lockout {
+                user_id: 9,
+                state: LockoutState {
+                    failures: 4,
+                    locked_until: Some(u64::MAX),
+                },
+            },
+            Entry::Lockout {
+                user_id: 9,
+                state: LockoutState::default(),
+            },
+        ];
+        for e in entries {
+            assert_eq!(Entry::decode(&e.encode()), Some(e));
+        }
+    }
+
+    #[test]
+    fn a_torn_or_altered_record_is_refused() {
+        let good = token(1, 5).encode();
+        for i in 0..RECORD_LEN {
+            let mut bad = good;
+            bad[i] ^= 0x40;
+            assert_eq!(Entry::decode(&bad), None, "byte {i} altered");
+        }
+        assert_eq!(Entry::decode(&good[..31]), None);
+        assert_eq!(Entry::decode(&[0u8; RECORD_LEN]), None);
+    }
+
+    #[test]
+    fn a_crash_leaves_what_was_written_and_a_rotation_retires_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path()).unwrap();
+        journal.record(token(1, 10)).unwrap();
+        journal.record(token(1, 12)).unwrap();
+        journal.record(token(2, 3)).unwrap();
+        // Gathered on a worker's thread: nothing is written before the scope writes.
+        let scope = journal.batch_on_this_thread();
+        journal
+            .record(Entry::DayCode {
+                user_id: 5,
+                issued_at: 100,
+            })
+            .unwrap();
+        assert_eq!(scope.pending(), RECORD_LEN);
+        assert!(read_leftover(dir.path()).unwrap().day_codes.is_empty());
+        scope.write().unwrap();
+        assert_eq!(scope.pending(), 0);
+        drop(scope);
+        // The process dies here: no flush, no clean close.
+        let left = read_leftover(dir.path()).unwrap();
+        assert_eq!(
+            left.tokens,
+            vec![
+                (
+                    1,
+                    TokenState {
+                        next_counter: 12,
+                        drift: -2
+                    }
+                ),
+                (
+                    2,
+                    TokenState {
+                        next_counter: 3,
+                        drift: -2
+                    }
+                )
+            ]
+        );
+        assert_eq!(left.day_codes, vec![(5, 100)]);
+        assert_eq!((left.records, left.skipped, left.segments), (4, 0, 1));
+        assert!(!left.other_boot, "written in this boot");
+
+        // A rotation moves writers to a new segment; retiring the old one keeps the new.
+        let old = journal.rotate().unwrap().expect("the segment held records");
+        journal.record(token(3, 1)).unwrap();
+        journal.retire(old).unwrap();
+        let left = read_leftover(dir.path()).unwrap();
+        assert_eq!(left.segments, 1);
+        assert_eq!(left.tokens.len(), 1);
+        assert_eq!(journal.rotate().unwrap().map(|g| g > old), Some(true));
+        // An empty segment stays in service.
+        assert_eq!(journal.rotate().unwrap(), None);
+        journal.close_clean().unwrap();
+        assert_eq!(read_leftover(dir.path()).unwrap().segments, 0);
+    }
+
+    #[test]
+    fn a_torn_tail_is_skipped_and_failures_are_never_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path()).unwrap();
+        let lock = |failures, locked_until| Entry::Lockout {
+            user_id: 4,
+            state: LockoutState {
+                failures,
+                locked_until,
+            },
+        };
+        journal.record(lock(3, Some(50))).unwrap();
+        journal.record(lock(1, None)).unwrap();
+        drop(journal);
+        let path = segments(dir.path()).unwrap()[0].1.clone();
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&token(8, 9).encode()[..20]).unwrap();
+        let left = read_leftover(dir.path()).unwrap();
+        assert_eq!(left.skipped, 1);
+        assert_eq!(
+            left.lockouts,
+            vec![(
+                4,
+                LockoutState {
+                    failures: 3,
+                    locked_until: Some(50)
+                }
+            )]
+        );
+        remove_segments(dir.path()).unwrap();
+        assert_eq!(read_leftover(dir.path()).unwrap().segments, 0);
+    }
+
+    #[test]
+    fn a_segment_of_another_boot_asks_for_the_fence() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path()).unwrap();
+        journal.record(token(1, 1)).unwrap();
+        drop(journal);
+        let path = segments(dir.path()).unwrap()[0].1.clone();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[8] ^= 0xff;
+        std::fs::write(&path, bytes).unwrap();
+        assert!(read_leftover(dir.path()).unwrap().other_boot);
+    }
+
+    #[test]
+    fn a_half_created_segment_is_ignored_and_removed_but_a_headerless_one_asks_for_the_fence() {
+        let dir = tempfile::tempdir().unwrap();
+        let half = dir.path().join("used-0000000000000003.journal-new");
+        std::fs::write(&half, b"").unwrap();
+        let left = read_leftover(dir.path()).unwrap();
+        assert_eq!((left.segments, left.other_boot), (0, false));
+        remove_segments(dir.path()).unwrap();
+        assert!(!half.exists());
+        // A segment whose header never reached the disk.
+        std::fs::write(segment_path(dir.path(), 4), b"").unwrap();
+        let left = read_leftover(dir.path()).unwrap();
+        assert_eq!((left.segments, left.other_boot), (1, true));
+    }
+
+    #[test]
+    fn a_disabled_journal_records_nothing() {
+        let journal = Journal::disabled();
+        let scope = journal.batch_on_this_thread();
+        journal.record(token(1, 1)).unwrap();
+        assert_eq!(scope.pending(), 0);
+        assert_eq!(journal.rotate().unwrap(), None);
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_any_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let _ = Entry::decode(&bytes);
+        }
+
+        #[test]
+        fn every_entry_round_trips(kind in 0u8..3, a in any::<i64>(), b in any::<u64>(), c in any::<i64>(), locked in any::<bool>()) {
+            let e = match kind {
+                0 => Entry::Token { id: a, state: TokenState { next_counter: b, drift: c } },
+                1 => Entry::DayCode { user_id: a, issued_at: c },
+                _ => Entry::Lockout { user_id: a, state: LockoutState { failures: b as u32, locked_until: locked.then_some(c as u64) } },
+            };
+            prop_assert_eq!(Entry::decode(&e.encode()), Some(e));
+        }
+    }
+}
