@@ -16,7 +16,10 @@
 # but its temporary directory, which it removes (set KEEP=1 to keep it).
 #
 # Knobs (environment): USERS (1000), CONCURRENCY (16), DURATION (10 seconds per run),
-# REPEATS (3), SERVER_CORE (1), HARNESS_CORE (0), TOLLGATE_BIN, LOADTEST_BIN.
+# REPEATS (3), SERVER_CORE (1), HARNESS_CORE (0), TOLLGATE_BIN, LOADTEST_BIN, and
+# BASELINE_BIN: a second Tollgate build (an older commit, say) given the same data and
+# measured in the same runs, on the same core, as `baseline`, so that a change is judged by
+# a ratio taken side by side rather than against figures of another day.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -25,6 +28,7 @@ CONCURRENCY=${CONCURRENCY:-16}
 DURATION=${DURATION:-10}
 REPEATS=${REPEATS:-3}
 SERVER_CORE=${SERVER_CORE:-1}
+BASELINE_BIN=${BASELINE_BIN:-}
 HARNESS_CORE=${HARNESS_CORE:-0}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 TOLLGATE_BIN=${TOLLGATE_BIN:-$TARGET_DIR/release/tollgate}
@@ -157,6 +161,21 @@ say "importing $USERS users into Tollgate (Argon2id hashing takes a while)"
 timeout 600 "$TOLLGATE_BIN" --config "$tg/tollgate.toml" user import "$tmp/lt/users.csv" >/dev/null
 tollgate token import "$tmp/lt/seeds.csv" >/dev/null
 tollgate client add loadtest --address 127.0.0.0/8 --secret-stdin --mode append <"$tmp/lt/secret" >/dev/null
+if [ -n "$BASELINE_BIN" ]; then
+    # The same store, copied before either server runs, on a port of its own.
+    [ -x "$BASELINE_BIN" ] || die "BASELINE_BIN $BASELINE_BIN is not an executable"
+    bl_port=$(free_port)
+    bl="$tmp/baseline"
+    mkdir -p "$bl"
+    cp -a "$tg/data" "$bl/data"
+    cp -a "$tmp/lt" "$tmp/lt-baseline"
+    sed -e "s|$tg/data|$bl/data|" -e "s|127.0.0.1:$tg_port|127.0.0.1:$bl_port|" \
+        "$tg/tollgate.toml" >"$bl/tollgate.toml"
+    say "starting the baseline Tollgate on 127.0.0.1:$bl_port (core $SERVER_CORE)"
+    taskset -c "$SERVER_CORE" "$BASELINE_BIN" --config "$bl/tollgate.toml" serve >"$tmp/baseline.log" 2>&1 &
+    bl_pid=$!
+    pids+=("$bl_pid")
+fi
 say "starting Tollgate on 127.0.0.1:$tg_port (core $SERVER_CORE)"
 taskset -c "$SERVER_CORE" "$TOLLGATE_BIN" --config "$tg/tollgate.toml" serve >"$tmp/tollgate.log" 2>&1 &
 tg_pid=$!
@@ -169,11 +188,14 @@ fr_args="--scenario pap --reply-message-authenticator optional"
 tg_args="--scenario append"
 
 # Wait until both answer a login.
+# The harness keeps each user's HOTP counter in its directory: the baseline, whose counters
+# move on their own, gets a copy of its own ($tmp/lt-baseline).
 harness() {
-    local port=$1
+    local port=$1 dir="$tmp/lt"
     shift
+    [ "$port" != "${bl_port:-}" ] || dir="$tmp/lt-baseline"
     timeout $((DURATION + 120)) taskset -c "$HARNESS_CORE" "$LOADTEST_BIN" run \
-        --server "127.0.0.1:$port" --secret-stdin --dir "$tmp/lt" --quiet "$@" <"$tmp/lt/secret"
+        --server "127.0.0.1:$port" --secret-stdin --dir "$dir" --quiet "$@" <"$tmp/lt/secret"
 }
 for _ in $(seq 1 100); do
     if harness "$fr_port" $fr_args --concurrency 1 --duration 1 --max-requests 1 --timeout-ms 200 \
@@ -193,6 +215,12 @@ harness "$tg_port" $tg_args --warmup --concurrency 1 --duration 1 --max-requests
     --json "$tmp/warmup.json" >/dev/null
 [ "$(jq '.warmup.counts.ok' "$tmp/warmup.json")" = "$USERS" ] ||
     { cat "$tmp/tollgate.log" >&2; die "Tollgate did not accept every user during the warm-up"; }
+if [ -n "$BASELINE_BIN" ]; then
+    harness "$bl_port" $tg_args --warmup --concurrency 1 --duration 1 --max-requests 1 \
+        --json "$tmp/warmup-baseline.json" >/dev/null
+    [ "$(jq '.warmup.counts.ok' "$tmp/warmup-baseline.json")" = "$USERS" ] ||
+        { cat "$tmp/baseline.log" >&2; die "the baseline did not accept every user during the warm-up"; }
+fi
 # FreeRADIUS gets the same short warm-up, so that its thread pool is up to size.
 harness "$fr_port" $fr_args --concurrency "$CONCURRENCY" --duration 1 >/dev/null
 
@@ -221,6 +249,9 @@ say "measuring: $REPEATS x $DURATION s per server, closed loop, concurrency $CON
 for run in $(seq 1 "$REPEATS"); do
     measure freeradius "$fr_pid" "$fr_port" "$fr_args" "$run"
     measure tollgate "$tg_pid" "$tg_port" "$tg_args" "$run"
+    if [ -n "$BASELINE_BIN" ]; then
+        measure baseline "$bl_pid" "$bl_port" "$tg_args" "$run"
+    fi
 done
 
 # --- Table of medians ----------------------------------------------------------------------
@@ -229,10 +260,17 @@ printf '\n%s\n' "FreeRADIUS $(freeradius -v 2>/dev/null | head -n1 | sed 's/.*Ve
 printf '%s users, closed loop of %s, %s s x %s runs, servers on core %s, harness on core %s; medians\n\n' \
     "$USERS" "$CONCURRENCY" "$DURATION" "$REPEATS" "$SERVER_CORE" "$HARNESS_CORE"
 printf '%-11s %13s %9s %9s %17s %8s\n' server accepts/s p50_us p99_us cpu_us/accept errors
-for name in freeradius tollgate; do
+names="freeradius tollgate"
+[ -z "$BASELINE_BIN" ] || names="$names baseline"
+for name in $names; do
     printf '%-11s %13.0f %9.0f %9.0f %17.1f %8.0f\n' "$name" "$(col "$name" 2)" "$(col "$name" 3)" \
         "$(col "$name" 4)" "$(col "$name" 5)" "$(col "$name" 6)"
 done
 awk -v ft="$(col freeradius 2)" -v tt="$(col tollgate 2)" -v fc="$(col freeradius 5)" -v tc="$(col tollgate 5)" 'BEGIN {
     printf "\nratio tollgate/freeradius: throughput %.2f, CPU per accept %.2f\n", (ft > 0 ? tt / ft : 0), (fc > 0 ? tc / fc : 0)
 }'
+if [ -n "$BASELINE_BIN" ]; then
+    awk -v bt="$(col baseline 2)" -v tt="$(col tollgate 2)" -v bc="$(col baseline 5)" -v tc="$(col tollgate 5)" 'BEGIN {
+        printf "ratio tollgate/baseline:   throughput %.2f, CPU per accept %.2f\n", (bt > 0 ? tt / bt : 0), (bc > 0 ? tc / bc : 0)
+    }'
+fi

@@ -99,6 +99,7 @@ fn client_settings_from_config(config: &Config) -> Result<Vec<Arc<ClientSettings
                 secret,
                 mode: c.mode,
                 require_message_authenticator: c.require_message_authenticator,
+                allow_unsigned_proxy_state: c.allow_unsigned_proxy_state,
                 rate_limit: if c.rate_limit == 0 {
                     config.radius.rate_limit_per_client
                 } else {

@@ -328,6 +328,7 @@ pub fn all_clients(
             secret: c.secret,
             mode: c.mode,
             require_message_authenticator: c.require_message_authenticator,
+            allow_unsigned_proxy_state: false,
             rate_limit: if c.rate_limit == 0 {
                 default_rate
             } else {

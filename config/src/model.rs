@@ -638,6 +638,11 @@ pub struct ClientConfig {
     /// Drop requests that carry no Message-Authenticator (BlastRADIUS, CVE-2024-3596).
     #[serde(default = "default_true")]
     pub require_message_authenticator: bool,
+    /// Accept a request with Proxy-State and no Message-Authenticator from this client
+    /// (when it does not require Message-Authenticator): only for a proxy known to strip
+    /// it. Off, such a request is dropped, as the BlastRADIUS forgery has that shape.
+    #[serde(default)]
+    pub allow_unsigned_proxy_state: bool,
     /// Requests per second allowed; 0 takes `radius.rate_limit_per_client`.
     #[serde(default)]
     pub rate_limit: u32,

@@ -11,8 +11,22 @@ use radius::core::packet::Packet as TheirPacket;
 use radius::core::rfc2865;
 use tollgate_engine::radius::{
     attr, encode_reply, encode_request, hide_password, unhide_password, verify_request,
-    verify_response, Code, Packet, MAX_PACKET_LEN, MAX_PASSWORD_LEN,
+    verify_response, Code, DecodeError, Packet, SignaturePolicy, VerifyError, MAX_PACKET_LEN,
+    MAX_PASSWORD_LEN,
 };
+
+/// Whether a list repeats one of the attributes RFC 2865 allows at most once, which our
+/// decoder refuses and the `radius` crate does not.
+fn repeats_a_single(attrs: &[(u8, Vec<u8>)]) -> bool {
+    [
+        attr::USER_NAME,
+        attr::USER_PASSWORD,
+        attr::CHAP_PASSWORD,
+        attr::STATE,
+    ]
+    .iter()
+    .any(|t| attrs.iter().filter(|(typ, _)| typ == t).count() > 1)
+}
 
 const SECRET: &[u8] = b"cross-check-secret";
 const AUTH: [u8; 16] = *b"0123456789abcdef";
@@ -133,7 +147,16 @@ fn radius_requests_and_replies_are_read_and_verified_by_us() {
     assert_eq!(ours.code(), Code::AccessRequest);
     assert_eq!(ours.identifier(), 200);
     assert_same_attributes(&ours, &request);
-    let verified = verify_request(ours, SECRET, false).unwrap();
+    // Proxy-State without Message-Authenticator: refused unless the client is allowed it.
+    assert_eq!(
+        verify_request(ours, SECRET, false).unwrap_err(),
+        VerifyError::UnsignedProxyState
+    );
+    let policy = SignaturePolicy {
+        require_message_authenticator: false,
+        allow_unsigned_proxy_state: true,
+    };
+    let verified = verify_request(ours, SECRET, policy).unwrap();
     let mut out = [0u8; MAX_PASSWORD_LEN];
     let clear = unhide_password(
         verified.attribute(attr::USER_PASSWORD).unwrap(),
@@ -205,7 +228,11 @@ proptest! {
             .unwrap();
         let theirs = TheirPacket::decode(&bytes, SECRET).unwrap();
         prop_assert_eq!(theirs.get_identifier(), identifier);
-        assert_same_attributes(&Packet::decode(&bytes).unwrap(), &theirs);
+        if repeats_a_single(&attrs) {
+            prop_assert_eq!(Packet::decode(&bytes).unwrap_err(), DecodeError::DuplicateAttribute);
+        } else {
+            assert_same_attributes(&Packet::decode(&bytes).unwrap(), &theirs);
+        }
     }
 
     #[test]
@@ -219,6 +246,10 @@ proptest! {
             theirs.add(AVP::from_bytes(*typ, value));
         }
         let bytes = theirs.encode().unwrap();
+        if repeats_a_single(&attrs) {
+            prop_assert_eq!(Packet::decode(&bytes).unwrap_err(), DecodeError::DuplicateAttribute);
+            return Ok(());
+        }
         let ours = Packet::decode(&bytes).unwrap();
         prop_assert_eq!(ours.identifier(), identifier);
         let listed: Vec<(u8, Vec<u8>)> =

@@ -49,6 +49,27 @@ fn exercise(datagram: &[u8]) {
 fn attribute_lists() -> impl Strategy<Value = Vec<(u8, Vec<u8>)>> {
     let typ = any::<u8>().prop_filter("encoder owns it", |t| *t != attr::MESSAGE_AUTHENTICATOR);
     prop::collection::vec((typ, prop::collection::vec(any::<u8>(), 0..=253)), 0..20)
+        .prop_map(first_of_each_single)
+}
+
+/// The list without the second and later of each attribute RFC 2865 allows at most once
+/// (a second is a decode error, tested in the codec's unit tests).
+fn first_of_each_single(mut list: Vec<(u8, Vec<u8>)>) -> Vec<(u8, Vec<u8>)> {
+    let single = [
+        attr::USER_NAME,
+        attr::USER_PASSWORD,
+        attr::CHAP_PASSWORD,
+        attr::STATE,
+    ];
+    let mut seen = Vec::new();
+    list.retain(|(t, _)| {
+        if !single.contains(t) || !seen.contains(t) {
+            seen.push(*t);
+            return true;
+        }
+        false
+    });
+    list
 }
 
 fn borrowed(list: &[(u8, Vec<u8>)]) -> Vec<(u8, &[u8])> {
@@ -168,12 +189,15 @@ proptest! {
             prop_assert_eq!(p.authenticator(), &authenticator);
         }
         // RFC 3579 §3.1: an EAP-Message without a Message-Authenticator is always refused.
-        let eap_without_mac = code == Code::AccessRequest
-            && !has_mac
-            && attrs.iter().any(|(t, _)| *t == attr::EAP_MESSAGE);
+        let unsigned = code == Code::AccessRequest && !has_mac;
+        let eap_without_mac = unsigned && attrs.iter().any(|(t, _)| *t == attr::EAP_MESSAGE);
+        // And Proxy-State without it is the BlastRADIUS shape, refused unless allowed.
+        let proxy_without_mac = unsigned && attrs.iter().any(|(t, _)| *t == attr::PROXY_STATE);
         let verdict = verify_request(p, SECRET, has_mac);
         if eap_without_mac {
             prop_assert_eq!(verdict.unwrap_err(), VerifyError::MissingMessageAuthenticator);
+        } else if proxy_without_mac {
+            prop_assert_eq!(verdict.unwrap_err(), VerifyError::UnsignedProxyState);
         } else {
             prop_assert!(verdict.is_ok());
         }
@@ -191,7 +215,7 @@ proptest! {
             (any::<u8>().prop_filter("encoder owns it", |t| *t != attr::MESSAGE_AUTHENTICATOR),
              prop::collection::vec(any::<u8>(), 0..40)),
             0..6,
-        ),
+        ).prop_map(first_of_each_single),
         flip in any::<prop::sample::Index>(),
     ) {
         let request = valid_request(&authenticator);

@@ -493,7 +493,13 @@ pub struct RawClient {
 impl RawClient {
     /// A client talking to `server` from a fresh loopback port.
     pub fn new(server: SocketAddr) -> RawClient {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        RawClient::from_address(server, "127.0.0.1")
+    }
+
+    /// A client talking to `server` from a fresh port of `local` (a loopback address, such
+    /// as 127.0.0.2 for a second NAS).
+    pub fn from_address(server: SocketAddr, local: &str) -> RawClient {
+        let socket = UdpSocket::bind((local, 0)).expect("bind");
         socket.connect(server).expect("connect");
         socket
             .set_read_timeout(Some(Duration::from_millis(1500)))

@@ -142,7 +142,7 @@ fn a_clean_stop_leaves_no_journal_and_keeps_every_counter() {
         Some(Code::AccessAccept)
     );
     let (status, _) = node.stop();
-    assert!(status.success());
+    assert!(status.success(), "{status:?}; log:\n{}", node.log());
     let journals: Vec<_> = std::fs::read_dir(node.path().join("data"))
         .expect("data dir")
         .filter_map(Result::ok)

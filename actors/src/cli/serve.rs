@@ -230,6 +230,9 @@ pub fn run(global: &GlobalOpts, args: ServeArgs) -> Result<ExitCode, CliError> {
             tracing::info!(address = %addr, "metrics listening");
             tokio::spawn(crate::process::run());
         }
+        // The handlers are in place before anyone is told the server listens: a SIGTERM
+        // sent the moment "listening on" appears stops it cleanly, never kills it.
+        let stop = StopSignals::new()?;
         let server = Server::start(&config).await?;
         if let Some(demo) = &demo {
             print_demo(&config, demo, server.radius_addrs()[0]);
@@ -242,7 +245,7 @@ pub fn run(global: &GlobalOpts, args: ServeArgs) -> Result<ExitCode, CliError> {
         if clients.is_empty() {
             tracing::warn!("no RADIUS clients yet: add one with `tollgate client add`");
         }
-        wait_for_signal().await?;
+        stop.wait().await;
         tracing::info!("shutting down");
         let report = server.shutdown().await;
         tracing::info!(
@@ -255,13 +258,26 @@ pub fn run(global: &GlobalOpts, args: ServeArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_signal() -> Result<(), CliError> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+/// SIGTERM and SIGINT, caught from the moment this is made.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> Result<StopSignals, CliError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    Ok(())
+
+    /// Waits for either.
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
+        }
+    }
 }

@@ -352,7 +352,7 @@ impl ClientActorState {
                 p,
                 settings.secret.expose(),
                 &settings.mac,
-                settings.require_message_authenticator,
+                settings.signature_policy(),
             )
             .ok()
         }) else {

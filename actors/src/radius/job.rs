@@ -25,6 +25,9 @@ pub struct ClientSettings {
     pub mode: LoginMode,
     /// Drop requests without Message-Authenticator.
     pub require_message_authenticator: bool,
+    /// Accept Proxy-State without Message-Authenticator (see the engine's
+    /// `SignaturePolicy`); only clients of the configuration file can set it.
+    pub allow_unsigned_proxy_state: bool,
     /// Requests per second allowed; 0 means no limit.
     pub rate_limit: u32,
 }
@@ -37,11 +40,22 @@ impl PartialEq for ClientSettings {
             && self.secret == other.secret
             && self.mode == other.mode
             && self.require_message_authenticator == other.require_message_authenticator
+            && self.allow_unsigned_proxy_state == other.allow_unsigned_proxy_state
             && self.rate_limit == other.rate_limit
     }
 }
 
 impl Eq for ClientSettings {}
+
+impl ClientSettings {
+    /// When this client's requests must carry a Message-Authenticator.
+    pub fn signature_policy(&self) -> tollgate_engine::radius::SignaturePolicy {
+        tollgate_engine::radius::SignaturePolicy {
+            require_message_authenticator: self.require_message_authenticator,
+            allow_unsigned_proxy_state: self.allow_unsigned_proxy_state,
+        }
+    }
+}
 
 /// One request handed from a UDP worker to its client's actor, until it is answered.
 ///

@@ -261,7 +261,7 @@ fn handle(
         packet,
         settings.secret.expose(),
         &settings.mac,
-        settings.require_message_authenticator,
+        settings.signature_policy(),
     ) {
         Ok(v) => v,
         Err(e) => {

@@ -68,13 +68,38 @@ impl core::fmt::Debug for MacKey {
     }
 }
 
+/// When an Access-Request must carry a Message-Authenticator: a client's policy.
+///
+/// A `bool` converts into the policy that requires it (`true`) or requires it only where
+/// the protocol or the BlastRADIUS rule does (`false`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub struct SignaturePolicy {
+    /// Every Access-Request must carry one.
+    pub require_message_authenticator: bool,
+    /// A request with Proxy-State but without Message-Authenticator is accepted. Off by
+    /// default: such a request is the shape of the BlastRADIUS forgery, so it is dropped
+    /// even from a client that does not require Message-Authenticator, unless that client
+    /// is a proxy known to strip it (and so configured).
+    pub allow_unsigned_proxy_state: bool,
+}
+
+impl From<bool> for SignaturePolicy {
+    fn from(require_message_authenticator: bool) -> Self {
+        SignaturePolicy {
+            require_message_authenticator,
+            allow_unsigned_proxy_state: false,
+        }
+    }
+}
+
 /// Server side: checks an incoming request with the client's shared secret.
 ///
 /// * Access-Request: a Message-Authenticator, if present, must be the HMAC-MD5 of the packet
-///   under the secret (RFC 3579 §3.2). If absent, the request is refused when
-///   `require_message_authenticator` is set or when it carries an EAP-Message (RFC 3579 §3.1).
+///   under the secret (RFC 3579 §3.2). If absent, the request is refused when the policy
+///   requires one, when it carries an EAP-Message (RFC 3579 §3.1), or when it carries
+///   Proxy-State and the policy does not allow that unsigned ([`VerifyError::UnsignedProxyState`]).
 ///   A request without one is otherwise accepted: its only protection is then the password
-///   hiding, which is why deployments should set the flag.
+///   hiding, which is why deployments should require it.
 /// * Status-Server: a Message-Authenticator is always required (RFC 5997 §3).
 /// * Accounting-Request: the Request Authenticator must be the MD5 of the packet with a zero
 ///   authenticator followed by the secret (RFC 2866 §3); a Message-Authenticator, if present,
@@ -83,14 +108,9 @@ impl core::fmt::Debug for MacKey {
 pub fn verify_request<'a>(
     p: Packet<'a>,
     secret: &[u8],
-    require_message_authenticator: bool,
+    policy: impl Into<SignaturePolicy>,
 ) -> Result<Verified<'a>, VerifyError> {
-    verify_request_with(
-        p,
-        secret,
-        &MacKey::new(secret),
-        require_message_authenticator,
-    )
+    verify_request_with(p, secret, &MacKey::new(secret), policy)
 }
 
 /// [`verify_request`] with the secret's key schedule already made; `mac` must be
@@ -99,15 +119,23 @@ pub fn verify_request_with<'a>(
     p: Packet<'a>,
     secret: &[u8],
     mac: &MacKey,
-    require_message_authenticator: bool,
+    policy: impl Into<SignaturePolicy>,
 ) -> Result<Verified<'a>, VerifyError> {
     if secret.is_empty() {
         return Err(VerifyError::EmptySecret);
     }
+    let policy = policy.into();
     match p.code() {
         Code::AccessRequest => {
             let required =
-                require_message_authenticator || p.attribute(attr::EAP_MESSAGE).is_some();
+                policy.require_message_authenticator || p.attribute(attr::EAP_MESSAGE).is_some();
+            if !required
+                && p.message_authenticator().is_none()
+                && !policy.allow_unsigned_proxy_state
+                && p.attribute(attr::PROXY_STATE).is_some()
+            {
+                return Err(VerifyError::UnsignedProxyState);
+            }
             check_message_authenticator(&p, p.authenticator(), mac, required)?;
         }
         Code::StatusServer => {

@@ -38,6 +38,11 @@ pub enum DecodeError {
     /// A Message-Authenticator attribute whose length is not 18 octets.
     #[error("Message-Authenticator attribute is not 18 octets long")]
     BadMessageAuthenticatorLength,
+    /// User-Name, User-Password, CHAP-Password or State appears more than once (RFC 2865
+    /// §5.44 allows at most one of each): a server that picked one of two would invite the
+    /// NAS and itself to disagree on who logged in.
+    #[error("packet carries more than one User-Name, User-Password, CHAP-Password or State")]
+    DuplicateAttribute,
 }
 
 impl DecodeError {
@@ -53,6 +58,7 @@ impl DecodeError {
             Self::TooManyAttributes => "too_many_attributes",
             Self::DuplicateMessageAuthenticator => "duplicate_message_authenticator",
             Self::BadMessageAuthenticatorLength => "bad_message_authenticator_length",
+            Self::DuplicateAttribute => "duplicate_attribute",
         }
     }
 }
@@ -79,6 +85,11 @@ pub enum VerifyError {
     /// The Request Authenticator of an Accounting-Request does not match (RFC 2866 §3).
     #[error("Request Authenticator does not match")]
     BadRequestAuthenticator,
+    /// An Access-Request carries Proxy-State but no Message-Authenticator, from a client
+    /// not explicitly allowed to send one so: the BlastRADIUS forgery (CVE-2024-3596) rides
+    /// on exactly that shape.
+    #[error("Proxy-State without Message-Authenticator")]
+    UnsignedProxyState,
 }
 
 impl VerifyError {
@@ -91,6 +102,7 @@ impl VerifyError {
             Self::BadMessageAuthenticator => "bad_message_authenticator",
             Self::BadResponseAuthenticator => "bad_response_authenticator",
             Self::BadRequestAuthenticator => "bad_request_authenticator",
+            Self::UnsignedProxyState => "proxy_state_without_message_authenticator",
         }
     }
 }

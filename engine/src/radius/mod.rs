@@ -21,7 +21,9 @@ mod packet;
 mod password;
 
 pub use attr::{Attribute, Attributes};
-pub use auth::{verify_request, verify_request_with, verify_response, MacKey, Verified};
+pub use auth::{
+    verify_request, verify_request_with, verify_response, MacKey, SignaturePolicy, Verified,
+};
 pub use code::Code;
 pub use encode::{encode_reply, encode_reply_with, encode_request};
 pub use error::{DecodeError, EncodeError, PasswordError, VerifyError};

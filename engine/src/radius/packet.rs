@@ -121,12 +121,25 @@ impl<'a> Packet<'a> {
     }
 }
 
+/// The bit of an attribute that may appear at most once, or `None`.
+fn single_bit(typ: u8) -> Option<u32> {
+    match typ {
+        attr::USER_NAME => Some(1),
+        attr::USER_PASSWORD => Some(2),
+        attr::CHAP_PASSWORD => Some(4),
+        attr::STATE => Some(8),
+        _ => None,
+    }
+}
+
 /// Walks the attribute area of `bytes` (which is exactly Length octets long) and returns the
 /// position and value of the Message-Authenticator, if there is one.
 fn walk_attributes(bytes: &[u8]) -> Result<Option<(usize, &[u8; 16])>, DecodeError> {
     let mut offset = MIN_PACKET_LEN;
     let mut count = 0usize;
     let mut message_authenticator = None;
+    // Attributes of which RFC 2865 §5.44 allows at most one, as bits by type.
+    let mut singles_seen = 0u32;
     while offset < bytes.len() {
         // A lone Type octet with no room for its Length octet runs past the end too.
         let Some(&[typ, len]) = bytes.get(offset..offset + 2) else {
@@ -143,6 +156,12 @@ fn walk_attributes(bytes: &[u8]) -> Result<Option<(usize, &[u8; 16])>, DecodeErr
         count += 1;
         if count > MAX_ATTRIBUTES {
             return Err(DecodeError::TooManyAttributes);
+        }
+        if let Some(bit) = single_bit(typ) {
+            if singles_seen & bit != 0 {
+                return Err(DecodeError::DuplicateAttribute);
+            }
+            singles_seen |= bit;
         }
         if typ == attr::MESSAGE_AUTHENTICATOR {
             if message_authenticator.is_some() {

@@ -79,6 +79,73 @@ fn eap_message_without_message_authenticator_is_refused() {
     assert!(verify_request(Packet::decode(&b).unwrap(), SECRET, false).is_ok());
 }
 
+/// The BlastRADIUS shape: Proxy-State and no Message-Authenticator. Dropped whatever the
+/// client's flag, unless its policy allows it; signed, it is fine.
+#[test]
+fn proxy_state_without_message_authenticator_is_refused_unless_allowed() {
+    let proxied = [
+        (attr::USER_NAME, &b"alice"[..]),
+        (attr::PROXY_STATE, b"hop"),
+    ];
+    let b = request(Code::AccessRequest, &proxied, false);
+    assert_eq!(
+        verify_err(&b, SECRET, false),
+        VerifyError::UnsignedProxyState
+    );
+    assert_eq!(
+        verify_err(&b, SECRET, true),
+        VerifyError::MissingMessageAuthenticator
+    );
+    let allowed = SignaturePolicy {
+        require_message_authenticator: false,
+        allow_unsigned_proxy_state: true,
+    };
+    assert!(verify_request(Packet::decode(&b).unwrap(), SECRET, allowed).is_ok());
+    let signed = request(Code::AccessRequest, &proxied, true);
+    assert!(verify_request(Packet::decode(&signed).unwrap(), SECRET, false).is_ok());
+    assert!(verify_request(Packet::decode(&signed).unwrap(), SECRET, true).is_ok());
+}
+
+/// RFC 2865 §5.44: at most one User-Name, User-Password, CHAP-Password and State.
+#[test]
+fn a_second_user_name_password_chap_password_or_state_is_malformed() {
+    for typ in [
+        attr::USER_NAME,
+        attr::USER_PASSWORD,
+        attr::CHAP_PASSWORD,
+        attr::STATE,
+    ] {
+        let once = request(Code::AccessRequest, &[(typ, &[7u8; 16])], true);
+        assert!(Packet::decode(&once).is_ok(), "one of type {typ}");
+        let twice = request(
+            Code::AccessRequest,
+            &[
+                (typ, &[7u8; 16]),
+                (attr::NAS_PORT, &[0, 0, 0, 1]),
+                (typ, &[8u8; 16]),
+            ],
+            true,
+        );
+        assert_eq!(
+            Packet::decode(&twice).unwrap_err(),
+            DecodeError::DuplicateAttribute,
+            "two of type {typ}"
+        );
+    }
+    // Attributes that may repeat still do.
+    let b = request(
+        Code::AccessRequest,
+        &[
+            (attr::PROXY_STATE, b"a"),
+            (attr::PROXY_STATE, b"b"),
+            (attr::CLASS, b"c"),
+            (attr::CLASS, b"d"),
+        ],
+        true,
+    );
+    assert!(Packet::decode(&b).is_ok());
+}
+
 #[test]
 fn status_server_always_needs_a_message_authenticator() {
     // The encoder adds one to a Status-Server even when not asked to.
