@@ -21,17 +21,24 @@ pub enum Kind {
     Replay,
     /// A login of a user that does not exist; expects Access-Reject.
     UnknownUser,
+    /// A real user's login with a wrong password; expects Access-Reject. Beside
+    /// `unknown-user`, it shows whether a reply's timing tells which names exist.
+    WrongPassword,
 }
+
+/// How many kinds there are.
+pub const KINDS: usize = 7;
 
 impl Kind {
     /// Every kind, in the order of their indices.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; KINDS] = [
         Kind::Good,
         Kind::WrongCode,
         Kind::BadSecret,
         Kind::Malformed,
         Kind::Replay,
         Kind::UnknownUser,
+        Kind::WrongPassword,
     ];
 
     /// The name used in `--mix` and in reports.
@@ -43,6 +50,7 @@ impl Kind {
             Kind::Malformed => "malformed",
             Kind::Replay => "replay",
             Kind::UnknownUser => "unknown-user",
+            Kind::WrongPassword => "bad-password",
         }
     }
 
@@ -60,12 +68,16 @@ impl Kind {
             Kind::Malformed => 3,
             Kind::Replay => 4,
             Kind::UnknownUser => 5,
+            Kind::WrongPassword => 6,
         }
     }
 
     /// Whether the request logs a real user in, so that the user must not be busy.
     pub fn needs_user(self) -> bool {
-        matches!(self, Kind::Good | Kind::WrongCode | Kind::Replay)
+        matches!(
+            self,
+            Kind::Good | Kind::WrongCode | Kind::Replay | Kind::WrongPassword
+        )
     }
 
     /// Whether the server should answer at all.
@@ -76,7 +88,7 @@ impl Kind {
     /// Whether the server counts the request as a failed login of a real user, towards
     /// its lockout threshold.
     pub fn counts_as_failure(self) -> bool {
-        matches!(self, Kind::WrongCode | Kind::Replay)
+        matches!(self, Kind::WrongCode | Kind::Replay | Kind::WrongPassword)
     }
 }
 
@@ -89,7 +101,7 @@ impl fmt::Display for Kind {
 /// A weight per kind.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Mix {
-    weights: [u32; 6],
+    weights: [u32; KINDS],
 }
 
 impl Mix {
@@ -99,7 +111,7 @@ impl Mix {
 
     /// A mix of one kind only.
     pub fn only(kind: Kind) -> Mix {
-        let mut weights = [0; 6];
+        let mut weights = [0; KINDS];
         weights[kind.index()] = 1;
         Mix { weights }
     }
@@ -107,8 +119,8 @@ impl Mix {
     /// Parses `name=weight,...`; kinds left out get weight 0 and at least one must be
     /// positive.
     pub fn parse(spec: &str) -> Result<Mix, String> {
-        let mut weights = [0u32; 6];
-        let mut seen = [false; 6];
+        let mut weights = [0u32; KINDS];
+        let mut seen = [false; KINDS];
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (name, weight) = part
                 .split_once('=')
@@ -160,8 +172,8 @@ impl Mix {
 /// the most credit and takes the total weight off it.
 #[derive(Debug, Clone)]
 pub struct Picker {
-    weights: [i64; 6],
-    credit: [i64; 6],
+    weights: [i64; KINDS],
+    credit: [i64; KINDS],
     total: i64,
 }
 
@@ -171,7 +183,7 @@ impl Picker {
         let weights = mix.weights.map(i64::from);
         Picker {
             weights,
-            credit: [0; 6],
+            credit: [0; KINDS],
             total: weights.iter().sum(),
         }
     }
@@ -179,7 +191,7 @@ impl Picker {
     /// The next kind to send.
     pub fn next_kind(&mut self) -> Kind {
         let mut best = 0;
-        for i in 0..6 {
+        for i in 0..KINDS {
             self.credit[i] += self.weights[i];
             if self.credit[i] > self.credit[best] {
                 best = i;
@@ -203,6 +215,14 @@ mod tests {
     }
 
     #[test]
+    fn a_mix_of_the_last_kind_alone_draws_only_it() {
+        let mut picker = Picker::new(&Mix::parse("bad-password=1").unwrap());
+        for _ in 0..20 {
+            assert_eq!(picker.next_kind(), Kind::WrongPassword);
+        }
+    }
+
+    #[test]
     fn bad_mixes_are_refused() {
         for bad in [
             "",
@@ -222,11 +242,11 @@ mod tests {
             Mix::parse("accept=80,reject=10,bad-secret=3,malformed=3,replay=2,unknown-user=2")
                 .unwrap();
         let mut picker = Picker::new(&mix);
-        let mut counts = [0u32; 6];
+        let mut counts = [0u32; KINDS];
         for _ in 0..100 {
             counts[picker.next_kind().index()] += 1;
         }
-        assert_eq!(counts, [80, 10, 3, 3, 2, 2]);
+        assert_eq!(counts, [80, 10, 3, 3, 2, 2, 0]);
         let mut only = Picker::new(&Mix::only(Kind::Replay));
         assert!((0..10).all(|_| only.next_kind() == Kind::Replay));
     }

@@ -116,7 +116,7 @@ pub struct Stats {
     /// Run-wide counters.
     pub counts: Counts,
     /// Counters by kind, indexed by [`Kind::index`].
-    pub kinds: [KindCounts; 6],
+    pub kinds: [KindCounts; crate::mix::KINDS],
     /// Latency of each answered datagram: from its intended send time in an open loop,
     /// from the actual send otherwise.
     pub latency: Histogram<u64>,
@@ -149,7 +149,7 @@ impl Stats {
     pub fn new() -> Self {
         Stats {
             counts: Counts::default(),
-            kinds: [KindCounts::default(); 6],
+            kinds: [KindCounts::default(); crate::mix::KINDS],
             latency: new_histogram(),
             login_latency: new_histogram(),
             approval_latency: new_histogram(),

@@ -72,9 +72,9 @@ pub fn expected(kind: Kind, mode: LoginMode, leg: u8) -> Expect {
     if !kind.expects_reply() {
         return Expect::Nothing;
     }
-    // An unknown user is refused at once; every known user's password is right, so in
-    // challenge mode the first step of every other kind is answered with a challenge.
-    let two_steps = mode.two_steps() && kind != Kind::UnknownUser;
+    // An unknown user or a wrong password is refused at once; every other kind has the
+    // right password, so in challenge mode its first step is answered with a challenge.
+    let two_steps = mode.two_steps() && !matches!(kind, Kind::UnknownUser | Kind::WrongPassword);
     if two_steps && leg == 0 {
         return Expect::Challenge;
     }
@@ -680,7 +680,7 @@ impl Worker {
         let far_from_lockout = move |u: &User| guard.is_none_or(|g| u.failures < g);
         let found = match kind {
             Kind::Good => return self.users.acquire(|_| true).map(|u| (Kind::Good, u)),
-            Kind::WrongCode => self.users.acquire(far_from_lockout),
+            Kind::WrongCode | Kind::WrongPassword => self.users.acquire(far_from_lockout),
             Kind::Replay => {
                 let (params, lookahead) = (self.params, self.lookahead);
                 self.users
@@ -827,7 +827,9 @@ impl Worker {
                 None => b"not-anybody's-password",
             };
             len = append(&mut field, len, password);
-            if self.mode == LoginMode::Pap && kind == Kind::WrongCode {
+            if kind == Kind::WrongPassword
+                || (self.mode == LoginMode::Pap && kind == Kind::WrongCode)
+            {
                 // Plain PAP has no code to get wrong, so the password is wrong instead.
                 len = append(&mut field, len, b"-wrong");
             }
@@ -1137,6 +1139,7 @@ mod tests {
             assert_eq!(expected(Kind::WrongCode, mode, 0), Reject);
             assert_eq!(expected(Kind::Replay, mode, 0), Reject);
             assert_eq!(expected(Kind::UnknownUser, mode, 0), Reject);
+            assert_eq!(expected(Kind::WrongPassword, mode, 0), Reject);
             assert_eq!(expected(Kind::BadSecret, mode, 0), Nothing);
             assert_eq!(expected(Kind::Malformed, mode, 0), Nothing);
         }
@@ -1146,6 +1149,7 @@ mod tests {
         assert_eq!(expected(Kind::WrongCode, c, 0), Challenge);
         assert_eq!(expected(Kind::WrongCode, c, 1), Reject);
         assert_eq!(expected(Kind::UnknownUser, c, 0), Reject);
+        assert_eq!(expected(Kind::WrongPassword, c, 0), Reject);
         let p = LoginMode::PushChallenge;
         assert_eq!(expected(Kind::Good, p, 0), Challenge);
         assert_eq!(expected(Kind::Good, p, 1), Accept);

@@ -142,7 +142,7 @@ fn the_harness_drives_a_real_server_without_a_single_failure() {
             "--scenario",
             "mix",
             "--mix",
-            "accept=80,reject=10,bad-secret=3,malformed=3,replay=2,unknown-user=2",
+            "accept=80,reject=10,bad-secret=3,malformed=3,replay=2,unknown-user=2,bad-password=2",
             "--concurrency",
             "6",
             "--duration",
@@ -169,7 +169,7 @@ fn the_harness_drives_a_real_server_without_a_single_failure() {
     assert_eq!(count(&r, "dropped_as_expected"), probes);
     assert_eq!(count(&r, "ok") + probes, started);
     assert_eq!(kind(&r, "accept", "accepts"), kind(&r, "accept", "started"));
-    for refused in ["reject", "replay", "unknown-user"] {
+    for refused in ["reject", "replay", "unknown-user", "bad-password"] {
         assert!(kind(&r, refused, "started") > 0, "{refused} was never sent");
         assert_eq!(
             kind(&r, refused, "rejects"),

@@ -227,3 +227,39 @@ fn requests_from_unknown_addresses_are_dropped() {
     );
     assert!(r.code.is_none(), "{}", r.output);
 }
+
+/// An unknown name and a known name with a wrong password cost the same slow password
+/// check, so that the time of the reply does not tell which names exist (the times
+/// themselves are measured by `loadtest/timing-oracle.sh`, not here); both are refused
+/// with their own reason in the audit trail.
+#[test]
+fn an_unknown_name_costs_the_same_password_check_as_a_wrong_password() {
+    let port = tollgate_tests::free_tcp_port();
+    let mut node = Node::new(&format!(
+        "[metrics]\nlisten = \"127.0.0.1:{port}\"\n[audit]\nfile = \"{{dir}}/audit.jsonl\"\n"
+    ));
+    node.add_client("nas1", "append", true);
+    node.add_hotp_user("alice", "Secret123");
+    let addr = node.start();
+    let metrics_addr = format!("127.0.0.1:{port}").parse().expect("address");
+    let argon2_checks = || {
+        let text = tollgate_tests::http_get(metrics_addr, "/metrics").unwrap_or_default();
+        tollgate_tests::metric(
+            &text,
+            "tollgate_password_checks_total{path=\"argon2\",result=\"bad\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    let wrong = login(addr, "alice", &format!("Wrong123{}", hotp_code(0)));
+    assert!(wrong.is("Access-Reject"), "{}", wrong.output);
+    let unknown = login(addr, "mallory", &format!("Wrong123{}", hotp_code(0)));
+    assert!(unknown.is("Access-Reject"), "{}", unknown.output);
+    assert!(
+        Node::eventually(Duration::from_secs(5), || argon2_checks() == 2.0),
+        "two Argon2 checks expected, one per refusal: {}",
+        argon2_checks()
+    );
+    let records = node.audit_records(2);
+    let reasons: Vec<_> = records.iter().map(|r| r["reason"].clone()).collect();
+    assert_eq!(reasons, ["bad_password", "unknown_user"], "{records:?}");
+}

@@ -218,7 +218,18 @@ fn start_with_field(
         }));
     }
     let Some(user) = dir.user(name) else {
-        return Progress::Done(Decision::reject(name, RejectReason::UnknownUser));
+        // A known name with a wrong password costs an Argon2 check; an unknown name costs
+        // the same, against the decoy, so that the reply's timing does not tell the two
+        // apart. A passcode-only client checks no password for anyone.
+        if client.mode == LoginMode::PasscodeOnly || field.is_empty() {
+            return Progress::Done(Decision::reject(name, RejectReason::UnknownUser));
+        }
+        return Progress::SlowPassword {
+            user: dir.decoy(),
+            name: name.to_owned(),
+            password: Zeroizing::new(field.to_vec()),
+            then: Then::Challenge,
+        };
     };
     if user.disabled {
         return Progress::Done(Decision::reject(name, RejectReason::Disabled));
@@ -293,6 +304,10 @@ pub fn after_password(
     then: Then,
     now: u64,
 ) -> Progress {
+    if shared.directory.is_decoy(user) {
+        // An unknown name, checked against the decoy for its timing alone.
+        return Progress::Done(Decision::reject(name, RejectReason::UnknownUser));
+    }
     if !password_ok {
         return Progress::Done(conclude(
             shared,

@@ -186,6 +186,9 @@ pub struct DirtyState {
     pub day_codes: Vec<(i64, i64)>,
 }
 
+/// The store id of the decoy user: store ids are positive.
+const DECOY_ID: i64 = -1;
+
 /// The embedded directory in memory.
 pub struct Directory {
     by_name: DashMap<String, Arc<UserEntry>, Hasher>,
@@ -205,6 +208,9 @@ pub struct Directory {
     pub lockout_policy: LockoutPolicy,
     /// Where every accepted code and lockout change is recorded before its reply leaves.
     journal: Journal,
+    /// The stand-in whose password an unknown name is checked against (see
+    /// [`Directory::decoy`]); made on first use.
+    decoy: std::sync::OnceLock<Arc<UserEntry>>,
 }
 
 impl Directory {
@@ -225,7 +231,34 @@ impl Directory {
             otp_policy,
             lockout_policy,
             journal: Journal::disabled(),
+            decoy: std::sync::OnceLock::new(),
         }
+    }
+
+    /// A user that exists nowhere, with an Argon2id hash of a random password made like
+    /// every user's: the password given for an unknown name is checked against it, so that
+    /// an unknown name costs the same slow check as a known name with a wrong password and
+    /// the time of a reply does not tell which names exist. The hash is made on first use
+    /// (a server makes it at start, so no login pays for it).
+    pub fn decoy(&self) -> Arc<UserEntry> {
+        Arc::clone(self.decoy.get_or_init(|| {
+            let mut random = Zeroizing::new([0u8; 32]);
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, random.as_mut());
+            Arc::new(UserEntry {
+                id: DECOY_ID,
+                name: String::new(),
+                password_hash: Some(Arc::from(crate::store::hash_password(random.as_ref()))),
+                disabled: false,
+                lockout: Arc::new(Mutex::new(LockoutState::default())),
+                tokens: Vec::new(),
+                delivery: DeliverySettings::default(),
+            })
+        }))
+    }
+
+    /// Whether `user` is the [`Directory::decoy`].
+    pub fn is_decoy(&self, user: &UserEntry) -> bool {
+        user.id == DECOY_ID
     }
 
     /// The same directory, recording into `journal` (a server's; tests and commands keep
