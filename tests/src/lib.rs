@@ -187,12 +187,18 @@ impl Node {
 
     /// Starts the server and waits until it listens.
     pub fn start(&mut self) -> SocketAddr {
+        self.start_logging("info")
+    }
+
+    /// Starts the server with `filter` as its log filter (`RUST_LOG`), and waits until it
+    /// listens.
+    pub fn start_logging(&mut self, filter: &str) -> SocketAddr {
         let log = std::fs::File::create(self.dir.path().join("server.log")).expect("log file");
         let mut child = Command::new(tollgate_bin())
             .arg("--config")
             .arg(&self.config)
             .arg("serve")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
