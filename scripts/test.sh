@@ -44,3 +44,6 @@ cargo clippy --workspace --all-targets -- -D warnings
 # The end-to-end tests run the `tollgate` binary; build it before they start.
 cargo build --workspace --bins
 cargo test --workspace
+# Every fuzz target for a few seconds on its committed corpus: a parser that panics on an
+# input it once took fails the run.
+SECONDS_PER_TARGET=${FUZZ_SECONDS:-10} bash scripts/fuzz.sh

@@ -11,6 +11,8 @@
 pub mod audit;
 pub mod cli;
 pub mod delivery;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub mod ldap;
 pub mod metrics;
 pub mod process;

@@ -363,6 +363,14 @@ pub fn metric(exposition: &str, series: &str) -> Option<f64> {
     })
 }
 
+/// Seconds since the Unix epoch (the time a TOTP code is computed for).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_secs()
+}
+
 /// The HOTP code of [`SEED`] at `counter` (6 digits, SHA-1).
 pub fn hotp_code(counter: u64) -> String {
     let params = TokenParams {

@@ -11,13 +11,6 @@ use tollgate_tests::{hotp_code, totp_code, Node, RawClient, SECRET, SEED_B32};
 /// Trials of each token type.
 const TRIALS: usize = 200;
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
-}
-
 /// Sends one signed Access-Request for `user` with `field` as User-Password and returns
 /// the reply's code, or `None` if nothing came back (each call uses a fresh authenticator,
 /// so no call is a retransmit of another).
@@ -82,7 +75,7 @@ fn a_code_accepted_just_before_a_kill_is_refused_after_the_restart() {
         } else {
             (
                 format!("soft{}", round / 2),
-                totp_code(tollgate_tests::SEED, unix_now()),
+                totp_code(tollgate_tests::SEED, tollgate_tests::unix_now()),
             )
         };
         let answer = ask(server, &user, &code, &[]);

@@ -18,13 +18,6 @@ const BOB_PASSWORD: &str = "Bob-Pass-9932";
 const CAROL_PASSWORD: &str = "Carol-Pass-2265";
 const WRONG_PASSWORD: &str = "Wrong-Pass-7781";
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
-
 /// Every datagram that has arrived on `socket` so far.
 fn drain(socket: &UdpSocket) -> Vec<String> {
     let mut out = Vec::new();
@@ -131,7 +124,7 @@ from = "Tollgate <noreply@example.com>"
     assert!(login(addr, "alice", &format!("{ALICE_PASSWORD}000000")).is("Access-Reject"));
     // Bob: a TOTP accept.
     let bob_seed = tollgate_engine::otp::base32::decode(BOB_SEED_B32).expect("base32");
-    let code = totp_code(&bob_seed, unix_now());
+    let code = totp_code(&bob_seed, tollgate_tests::unix_now());
     assert!(login(addr, "bob", &format!("{BOB_PASSWORD}{code}")).is("Access-Accept"));
     codes.push(code);
     // An unknown name with a password.

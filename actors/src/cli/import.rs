@@ -84,8 +84,13 @@ fn open_lines(path: &Path) -> Result<Box<dyn BufRead>, CliError> {
 
 /// Reads `name,password` lines (a header starting with `name,` and `#` lines skipped).
 pub fn read_user_rows(path: &Path) -> Result<Vec<(String, Zeroizing<String>)>, CliError> {
+    user_rows(open_lines(path)?)
+}
+
+/// The rows of [`read_user_rows`], from any reader.
+pub fn user_rows(input: impl BufRead) -> Result<Vec<(String, Zeroizing<String>)>, CliError> {
     let mut rows = Vec::new();
-    for (i, line) in open_lines(path)?.lines().enumerate() {
+    for (i, line) in input.lines().enumerate() {
         let n = i + 1;
         let line = Zeroizing::new(line.map_err(|e| CliError(format!("line {n}: {e}")))?);
         let trimmed = line.trim_end_matches(['\r', '\n']);
@@ -111,8 +116,15 @@ pub fn read_user_rows(path: &Path) -> Result<Vec<(String, Zeroizing<String>)>, C
 pub fn read_delivery_rows(
     path: &Path,
 ) -> Result<Vec<(String, crate::store::DeliverySettings)>, CliError> {
+    delivery_rows(open_lines(path)?)
+}
+
+/// The rows of [`read_delivery_rows`], from any reader.
+pub fn delivery_rows(
+    input: impl BufRead,
+) -> Result<Vec<(String, crate::store::DeliverySettings)>, CliError> {
     let mut rows = Vec::new();
-    for (i, line) in open_lines(path)?.lines().enumerate() {
+    for (i, line) in input.lines().enumerate() {
         let n = i + 1;
         let line = line.map_err(|e| CliError(format!("line {n}: {e}")))?;
         let trimmed = line.trim();

@@ -6,7 +6,7 @@
 
 mod admin;
 mod directory;
-mod import;
+pub(crate) mod import;
 mod radius_test;
 mod serve;
 

@@ -128,6 +128,17 @@ pub(crate) fn authenticate<B: PushBackend>(
     }
 }
 
+/// Reads and checks the four headers as [`authenticate`] does, without a device or a clock:
+/// the fuzz targets' door to these parsers (built only with `--cfg fuzzing`).
+#[cfg(fuzzing)]
+pub(crate) fn read_headers(headers: &HeaderMap) -> Result<(), ApiError> {
+    header(headers, HEADER_DEVICE, "X-Tollgate-Device").and_then(device_id)?;
+    header(headers, HEADER_TIMESTAMP, "X-Tollgate-Timestamp").and_then(timestamp)?;
+    header(headers, HEADER_NONCE, "X-Tollgate-Nonce").and_then(nonce)?;
+    header(headers, HEADER_SIGNATURE, "X-Tollgate-Signature").and_then(signature)?;
+    Ok(())
+}
+
 /// The single value of header `name` as text.
 fn header<'a>(headers: &'a HeaderMap, name: &str, shown: &str) -> Result<&'a str, ApiError> {
     let mut values = headers.get_all(name).iter();

@@ -9,6 +9,8 @@
 mod auth;
 mod backend;
 mod error;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 mod nonce;
 mod throttle;
 mod wire;
