@@ -161,7 +161,7 @@ impl Server {
             resync_window: otp.resync_window,
         };
         // What a crash left unwritten goes into the store before anything is loaded from it.
-        crate::sync::recover_journal(&mut store, &otp_policy, crate::unix_now())?;
+        let recovered = crate::sync::recover_journal(&mut store, &otp_policy, crate::unix_now())?;
         let journal = crate::state::Journal::open(&config.data_dir)?;
         let start_seq = store.last_change()?;
         let directory = Arc::new(
@@ -206,6 +206,11 @@ impl Server {
                 what: "delivered codes",
                 reason: e.to_string(),
             })?;
+        // A day code used just before a crash is used for good now; its replacement was
+        // still to be sent when the process died.
+        for &(user_id, issued_at) in &recovered.day_codes {
+            delivery.delivery.day_code_used(user_id, issued_at);
+        }
         let shared = Arc::new(Shared {
             delivery: Arc::clone(&delivery.delivery),
             directory: Arc::clone(&directory),

@@ -209,3 +209,71 @@ fn a_challenge_open_at_a_kill_cannot_be_answered_after_the_restart() {
         node.audit_records(1)
     );
 }
+
+/// A day code accepted just before a kill is refused after the restart, and the
+/// replacement that was still to be sent when the process died is sent then.
+#[test]
+fn a_day_code_used_just_before_a_kill_stays_used_and_is_replaced() {
+    use tollgate_tests::peers::{code_in, outbox_lines};
+    // The batch is due at once (00:00 UTC has passed today).
+    let mut node = Node::new("[delivery.preload]\nsend_at = \"00:00\"\ndays = 2\n");
+    node.add_client("nas1", "append", true);
+    node.ok(
+        &["user", "add", "hana", "--password-stdin"],
+        Some("Secret123\n"),
+    );
+    node.ok(
+        &[
+            "user",
+            "set",
+            "hana",
+            "--delivery",
+            "preload-sms",
+            "--mobile",
+            "+447700900111",
+        ],
+        None,
+    );
+    let server = node.start();
+    let outbox = node.path().join("data").join("outbox.log");
+    let mut lines = Vec::new();
+    assert!(
+        Node::eventually(Duration::from_secs(10), || {
+            lines = outbox_lines(&outbox);
+            !lines.is_empty()
+        }),
+        "no day code was sent\n{}",
+        node.log()
+    );
+    let code = code_in(lines[0]["body"].as_str().expect("a body"), 6).expect("a code");
+    assert_eq!(
+        ask(server, "hana", &format!("Secret123{code}"), &[]),
+        Some(Code::AccessAccept)
+    );
+    node.kill();
+
+    let server = node.start();
+    assert_eq!(
+        ask(server, "hana", &format!("Secret123{code}"), &[]),
+        Some(Code::AccessReject),
+        "the day code used before the kill was accepted again; log:\n{}",
+        node.log()
+    );
+    let mut replacement = None;
+    assert!(
+        Node::eventually(Duration::from_secs(10), || {
+            replacement = outbox_lines(&outbox)
+                .iter()
+                .filter_map(|l| code_in(l["body"].as_str().unwrap_or(""), 6))
+                .find(|c| *c != code);
+            replacement.is_some()
+        }),
+        "no replacement was sent after the restart\n{}",
+        node.log()
+    );
+    let next = replacement.expect("a replacement");
+    assert_eq!(
+        ask(server, "hana", &format!("Secret123{next}"), &[]),
+        Some(Code::AccessAccept)
+    );
+}
