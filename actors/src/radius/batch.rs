@@ -213,6 +213,7 @@ impl SendBatch {
     }
 
     /// Replies queued and not yet sent.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.peers.len()
     }
@@ -230,26 +231,24 @@ impl SendBatch {
         buffer
     }
 
-    /// Queues the reply in the buffer last handed out for `peer` (at `now`). Returns true
-    /// when the batch is full: the caller must [`SendBatch::flush`] it before it queues
-    /// another (the caller, since what must happen before replies leave is its business).
-    #[must_use]
-    pub fn queue(&mut self, peer: SocketAddr, now: Instant) -> bool {
+    /// Queues the reply in the buffer last handed out for `peer` (at `now`), sending the
+    /// whole batch on `socket` when it is full.
+    pub fn queue(&mut self, peer: SocketAddr, socket: &UdpSocket, now: Instant) {
         self.peers.push(peer.into());
         self.oldest.get_or_insert(now);
-        self.peers.len() >= SEND_BATCH
+        if self.peers.len() == SEND_BATCH {
+            self.flush(socket);
+        }
     }
 
-    /// Whether the first queued reply has waited [`SEND_AFTER`] at `now`.
-    pub fn is_due(&self, now: Instant) -> bool {
-        self.oldest
+    /// Sends the queued replies if the first of them has waited [`SEND_AFTER`] at `now`.
+    pub fn flush_if_due(&mut self, socket: &UdpSocket, now: Instant) {
+        if self
+            .oldest
             .is_some_and(|at| now.saturating_duration_since(at) >= SEND_AFTER)
-    }
-
-    /// Drops every queued reply unsent.
-    pub fn discard(&mut self) {
-        self.peers.clear();
-        self.oldest = None;
+        {
+            self.flush(socket);
+        }
     }
 
     /// Sends every queued reply. A reply the kernel refuses (an unreachable peer, a full
@@ -561,7 +560,7 @@ mod tests {
             .enumerate()
         {
             sends.buffer().extend_from_slice(&[i as u8; 20]);
-            assert!(!sends.queue(peer, Instant::now()));
+            sends.queue(peer, &server, Instant::now());
         }
         assert_eq!(sends.len(), 7);
         assert_eq!(sends.flush(&server), 5);
@@ -574,7 +573,7 @@ mod tests {
     }
 
     #[test]
-    fn a_full_send_batch_says_so() {
+    fn a_full_send_batch_goes_out_by_itself() {
         let server = UdpSocket::bind("127.0.0.1:0").unwrap();
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         let peer = client.local_addr().unwrap();
@@ -583,23 +582,13 @@ mod tests {
             let buffer = sends.buffer();
             assert!(buffer.is_empty());
             buffer.extend_from_slice(&(i as u32).to_be_bytes());
-            if sends.queue(peer, Instant::now()) {
-                assert_eq!(i + 1, SEND_BATCH, "full at SEND_BATCH replies");
-                sends.flush(&server);
-            }
+            sends.queue(peer, &server, Instant::now());
         }
         assert_eq!(
             sends.len(),
             1,
             "the first SEND_BATCH went when the batch filled"
         );
-        // Discarded replies never leave.
-        sends.discard();
-        assert!(sends.is_empty());
-        sends
-            .buffer()
-            .extend_from_slice(&(SEND_BATCH as u32).to_be_bytes());
-        assert!(!sends.queue(peer, Instant::now()));
         let got = receive_all(&client);
         assert_eq!(got.len(), SEND_BATCH);
         for (i, d) in got.iter().enumerate() {
@@ -622,25 +611,22 @@ mod tests {
         let mut sends = SendBatch::new();
         let t0 = Instant::now();
         sends.buffer().extend_from_slice(b"first");
-        assert!(!sends.queue(peer, t0));
+        sends.queue(peer, &server, t0);
         sends.buffer().extend_from_slice(b"second");
-        assert!(!sends.queue(peer, t0 + SEND_AFTER / 2));
-        assert!(!sends.is_due(t0 + SEND_AFTER / 2), "not yet due");
-        assert!(
-            sends.is_due(t0 + SEND_AFTER),
-            "the first has waited long enough"
-        );
-        sends.flush(&server);
-        assert!(sends.is_empty());
+        sends.queue(peer, &server, t0 + SEND_AFTER / 2);
+        sends.flush_if_due(&server, t0 + SEND_AFTER / 2);
+        assert_eq!(sends.len(), 2, "not yet due");
+        sends.flush_if_due(&server, t0 + SEND_AFTER);
+        assert!(sends.is_empty(), "the first has waited long enough");
         assert_eq!(
             receive_all(&client),
             vec![b"first".to_vec(), b"second".to_vec()]
         );
         // The clock starts again with the next reply queued.
-        assert!(!sends.is_due(t0 + 10 * SEND_AFTER));
+        sends.flush_if_due(&server, t0 + 10 * SEND_AFTER);
         sends.buffer().extend_from_slice(b"third");
-        assert!(!sends.queue(peer, t0 + 10 * SEND_AFTER));
-        assert!(!sends.is_due(t0 + 10 * SEND_AFTER));
+        sends.queue(peer, &server, t0 + 10 * SEND_AFTER);
+        sends.flush_if_due(&server, t0 + 10 * SEND_AFTER);
         assert_eq!(sends.len(), 1);
     }
 

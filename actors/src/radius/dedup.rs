@@ -337,16 +337,6 @@ impl DuplicateCache {
         }
     }
 
-    /// Forgets a request whatever its state, its cached reply included: the reply was
-    /// withheld (see `worker.rs`, `send_replies`), so a retransmit must be worked on
-    /// afresh and must not receive it.
-    pub fn withdraw(&mut self, key: &DedupKey) {
-        let hash = self.hasher.hash_one(key);
-        if let Some(slot) = self.find(key, hash) {
-            self.forget(slot);
-        }
-    }
-
     /// Number of requests remembered.
     pub fn len(&self) -> usize {
         self.live

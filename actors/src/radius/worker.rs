@@ -12,10 +12,9 @@
 //! Nothing here is queued: a worker that is busy leaves datagrams in its socket buffer,
 //! where the kernel drops the excess (and counts it) under overload.
 //!
-//! Single use across a crash: the accepts (and lockout changes) of a batch are gathered in
-//! the worker's journal buffer and written with one `write(2)` before any reply of the
-//! batch leaves ([`send_replies`]); a reply never goes out ahead of the record it depends
-//! on.
+//! Single use across a crash costs this path one copy of 32 bytes per accept: the login
+//! writes its record into the used-code journal's shared mapping (`state/journal.rs`)
+//! before the reply is even built, so no reply can leave ahead of it.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -28,11 +27,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tollgate_engine::radius::{verify_request_with, Code, Packet};
 
 use super::batch::{enable_timestamps, RecvBatch, SendBatch, Shedder};
-use super::core::{count_drop, ClientCore};
+use super::core::count_drop;
 use super::login::{self, Decision, Progress};
 use super::{ClientMsg, ClientTable, DedupKey, Job, Seen, Shared};
 use crate::metrics as m;
-use crate::state::journal::BatchScope;
 use crate::{unix_now, unix_now_ms};
 
 /// How often a worker looks at the stop flag while its socket is idle.
@@ -116,9 +114,6 @@ fn run_worker(socket: &Arc<UdpSocket>, ctx: &WorkerContext) {
     let mut batch = RecvBatch::new();
     let mut shedder = Shedder::new(ctx.max_wait, ctx.overload_after);
     let mut sends = SendBatch::new();
-    let journal = ctx.shared.directory.journal().batch_on_this_thread();
-    // The requests whose replies depend on the journal's next write.
-    let mut recorded: Vec<(Arc<ClientCore>, DedupKey)> = Vec::new();
     let panics = metrics::counter!(m::ACTOR_RESTARTS_TOTAL, "kind" => "udp_worker");
     let shed = metrics::counter!(m::SHED_TOTAL, "gate" => "queue");
     if let Err(e) = enable_timestamps(socket) {
@@ -152,9 +147,7 @@ fn run_worker(socket: &Arc<UdpSocket>, ctx: &WorkerContext) {
             let now = Instant::now();
             // Replies that have waited long enough for others leave before this one is
             // worked on.
-            if sends.is_due(now) {
-                send_replies(&mut sends, socket, &journal, &mut recorded);
-            }
+            sends.flush_if_due(socket, now);
             let waited = datagram.waited(SystemTime::now());
             let was_shedding = shedder.is_shedding();
             let drop_it = shedder.shed(waited, now);
@@ -179,22 +172,10 @@ fn run_worker(socket: &Arc<UdpSocket>, ctx: &WorkerContext) {
             // the datagram is dropped, the panic counted and logged, and the worker goes on.
             let out = sends.buffer();
             let replied = catch_unwind(AssertUnwindSafe(|| {
-                handle(
-                    ctx,
-                    socket,
-                    datagram.bytes,
-                    peer,
-                    received,
-                    out,
-                    (&journal, &mut recorded),
-                )
+                handle(ctx, socket, datagram.bytes, peer, received, out)
             }));
             match replied {
-                Ok(true) => {
-                    if sends.queue(peer, now) {
-                        send_replies(&mut sends, socket, &journal, &mut recorded);
-                    }
-                }
+                Ok(true) => sends.queue(peer, socket, now),
                 Ok(false) => {}
                 Err(_) => {
                     panics.increment(1);
@@ -204,33 +185,9 @@ fn run_worker(socket: &Arc<UdpSocket>, ctx: &WorkerContext) {
         }
         // The replies to this batch leave together.
         if !sends.is_empty() {
-            send_replies(&mut sends, socket, &journal, &mut recorded);
+            sends.flush(socket);
         }
     }
-}
-
-/// Sends the queued replies once the journal records they depend on are written. If the
-/// journal cannot be written, no reply of the batch leaves: the requests that recorded an
-/// accept are forgotten by the duplicate cache, so that a retransmit is worked on again
-/// (and refused, its code being used in memory), and the others keep their cached reply
-/// for the retransmit. From then on, until a write succeeds, every record is written at
-/// once and a failure refuses its own login.
-fn send_replies(
-    sends: &mut SendBatch,
-    socket: &UdpSocket,
-    journal: &BatchScope,
-    recorded: &mut Vec<(Arc<ClientCore>, DedupKey)>,
-) {
-    if let Err(e) = journal.write() {
-        tracing::error!(error = %e, replies = sends.len(), "replies withheld: the used-code journal cannot be written");
-        for (core, key) in recorded.drain(..) {
-            core.dedup().withdraw(&key);
-        }
-        sends.discard();
-        return;
-    }
-    recorded.clear();
-    sends.flush(socket);
 }
 
 /// Works on one datagram. Returns true when `out` holds a reply to send to `peer`.
@@ -241,7 +198,6 @@ fn handle(
     peer: SocketAddr,
     received: Instant,
     out: &mut Vec<u8>,
-    (journal, recorded): (&BatchScope, &mut Vec<(Arc<ClientCore>, DedupKey)>),
 ) -> bool {
     let table = ctx.table.load();
     let Some(slot) = table.lookup(peer.ip()) else {
@@ -313,12 +269,8 @@ fn handle(
         count_drop(&settings.name, "rate_limited");
         return false;
     }
-    let pending = journal.pending();
     match login::start(shared, settings, &verified, unix_now(), unix_now_ms()) {
         Progress::Done(decision) => {
-            if journal.pending() > pending {
-                recorded.push((Arc::clone(core), key));
-            }
             core.finish(shared, &verified, peer, received, Some(key), &decision, out)
         }
         progress => {

@@ -4,19 +4,23 @@
 //! killed in between would forget the counters it advanced, and a code accepted just
 //! before the kill would be accepted again after the restart. So every change that makes a
 //! code unusable (a token's counter, a day code marked used) and every change of a user's
-//! lockout is appended to this journal **before the reply that depends on it leaves**:
+//! lockout is recorded here **before the reply that depends on it is built**, by the thread
+//! that decided it, under the lock that made the decision.
 //!
-//! - a UDP worker gathers the records of a received batch in a buffer of its own thread and
-//!   writes them with one `write(2)` just before the batch's replies go out with
-//!   `sendmmsg` ([`Journal::batch_on_this_thread`]); a record costs a copy of 32 bytes;
-//! - every other thread (challenge sessions, directory logins, the slow password path)
-//!   writes its record at once, before it returns.
+//! A segment is a file preallocated to its full size and mapped shared into memory; a
+//! writer reserves 32 bytes with one atomic addition and copies its record there. A store
+//! into a shared file mapping is in the kernel's page cache the moment it is made, and the
+//! page cache outlives the process: SIGKILL, an OOM kill or a panic at any instant loses
+//! nothing that a NAS was told. It costs no system call, so a login pays a copy of 32
+//! bytes. (The first version wrote each received batch's records with one `write(2)`; in
+//! an open loop at 100,000 requests/s a batch is one or two datagrams, and that system call
+//! per batch cost the server its headroom.) Where a file system cannot preallocate, the
+//! segment is written with `write(2)` per record instead, since a store into a mapped page
+//! with no block behind it would kill the process with SIGBUS on a full disk.
 //!
-//! A `write(2)` that has returned is in the kernel's page cache, which outlives the process:
-//! SIGKILL, an OOM kill or a panic at any instant loses nothing that a NAS was told. Power
-//! loss or a kernel crash can lose what was not yet written back to the disk; the
+//! Power loss or a kernel crash can lose what was not yet written back to the disk; the
 //! restart then applies [`tollgate_engine::otp::fence`] to every TOTP token (see
-//! [`recover`]). Nothing here calls `fsync` on the login path.
+//! [`read_leftover`] and `sync::recover_journal`). Nothing here calls `fsync`.
 //!
 //! The journal is a series of segment files `used-<generation>.journal` in the data
 //! directory. The store thread rotates it before each flush of runtime state
@@ -25,18 +29,15 @@
 //! write-behind set before its record is written, and a writer picks the segment at the
 //! moment it writes; so a record that lands in a segment taken out of service was in the
 //! write-behind set before the store thread took it, and reaches SQLite in that flush.
-//! At start-up, [`recover`] applies whatever segments a crash left, then deletes them.
-//!
-//! Each segment is preallocated (`fallocate`, size kept), so a full disk does not refuse
-//! the records of a segment that was already opened: logins go on while the store's own
-//! writes fail and are retried.
+//! At start-up, `sync::recover_journal` applies whatever segments a crash left, then
+//! deletes them. Preallocation also means a full disk does not refuse the records of a
+//! segment already opened: logins go on while the store's own writes fail and are retried.
 
-use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -73,6 +74,9 @@ pub enum Entry {
 /// Bytes of one record, and of a segment's header.
 pub const RECORD_LEN: usize = 32;
 
+/// A slot no record was written to.
+const ZERO_RECORD: [u8; RECORD_LEN] = [0; RECORD_LEN];
+
 const KIND_TOKEN: u8 = 1;
 const KIND_DAY_CODE: u8 = 2;
 const KIND_LOCKOUT: u8 = 3;
@@ -81,9 +85,13 @@ const KIND_LOCKOUT: u8 = 3;
 const MAGIC: &[u8; 4] = b"TGUJ";
 const VERSION: u8 = 1;
 
-/// Space reserved on the disk for each new segment: 131,072 records, more than a store
-/// flush interval sees at the server's highest measured rate.
-const PREALLOCATE: i64 = 4 << 20;
+/// Size of a segment: 131,071 records after the header, more than a flush interval (200 ms)
+/// sees at four times the server's highest measured rate. A full segment refuses records
+/// (and so the logins that need them) until the next rotation.
+const SEGMENT_LEN: usize = 4 << 20;
+
+/// Bytes of a memory page, the unit in which a new segment is touched before service.
+const PAGE: usize = 4096;
 
 impl Entry {
     /// The record's 32 bytes: kind, flags, two reserved bytes, a checksum of the other 28
@@ -178,25 +186,39 @@ pub enum JournalError {
         /// What the system said.
         source: std::io::Error,
     },
+    /// The segment in service is full (more records within one flush interval than it
+    /// holds): the record is refused until the store thread starts the next one.
+    #[error("used-code journal {0}: the segment is full until the next rotation")]
+    Full(PathBuf),
 }
 
 /// The segment being written.
 struct Segment {
-    file: File,
     path: PathBuf,
     generation: u64,
-    /// Bytes of records written (the header excluded); only read to skip rotating an
-    /// empty segment.
+    sink: Sink,
+    /// Bytes of records appended by `write(2)` (the header excluded); a mapped segment
+    /// counts with its `next` offset instead.
     written: AtomicU64,
+}
+
+/// How a segment's records reach the kernel.
+enum Sink {
+    /// The whole preallocated file mapped shared; `next` is the offset of the next free
+    /// record, advanced by one atomic addition per record, so that concurrent writers copy
+    /// into disjoint slots.
+    Mapped {
+        map: memmap2::MmapRaw,
+        next: AtomicUsize,
+    },
+    /// `write(2)` per record, appended (where the file system cannot preallocate).
+    Appended(File),
 }
 
 struct Inner {
     dir: PathBuf,
     /// Swapped by the store thread; writers load it at the moment they write.
     active: ArcSwap<Segment>,
-    /// Set after a failed write, cleared after a good one: while set, UDP workers write
-    /// each record at once, so that a failure refuses the login that needed it.
-    failing: AtomicBool,
 }
 
 /// The journal of a data directory, or a disabled one (tests and commands that accept no
@@ -219,17 +241,6 @@ impl std::fmt::Debug for Journal {
     }
 }
 
-thread_local! {
-    /// The records a UDP worker gathered since its replies last left, and the journal they
-    /// belong to (identified by its address; a worker serves one journal for its life).
-    static BATCH: RefCell<Option<ThreadBatch>> = const { RefCell::new(None) };
-}
-
-struct ThreadBatch {
-    owner: usize,
-    buffer: Vec<u8>,
-}
-
 impl Journal {
     /// A journal that records nothing.
     pub fn disabled() -> Journal {
@@ -245,7 +256,6 @@ impl Journal {
             inner: Some(Arc::new(Inner {
                 dir: dir.to_owned(),
                 active: ArcSwap::from_pointee(segment),
-                failing: AtomicBool::new(false),
             })),
         })
     }
@@ -255,44 +265,17 @@ impl Journal {
         self.inner.is_some()
     }
 
-    /// Records `entry`: into this thread's batch when [`Journal::batch_on_this_thread`]
-    /// made one for this journal, otherwise written before this call returns.
+    /// Records `entry` before returning: once this returns `Ok`, the record outlives the
+    /// process. An error means it may not; the caller refuses what needed it.
     pub fn record(&self, entry: Entry) -> Result<(), JournalError> {
         let Some(inner) = &self.inner else {
             return Ok(());
         };
-        let bytes = entry.encode();
-        let owner = Arc::as_ptr(inner) as usize;
-        let batched = !inner.failing.load(Ordering::Relaxed)
-            && BATCH.with(|b| match b.borrow_mut().as_mut() {
-                Some(batch) if batch.owner == owner => {
-                    batch.buffer.extend_from_slice(&bytes);
-                    true
-                }
-                _ => false,
-            });
-        if batched {
-            Ok(())
-        } else {
-            inner.write(&bytes)
+        let result = inner.active.load().append(&entry.encode());
+        if result.is_err() {
+            metrics::counter!(crate::metrics::JOURNAL_ERRORS_TOTAL).increment(1);
         }
-    }
-
-    /// Makes this thread gather its records until [`BatchScope::write`]; for the UDP
-    /// workers, whose replies leave a batch at a time. The scope ends with the returned
-    /// guard, which writes what is left.
-    pub fn batch_on_this_thread(&self) -> BatchScope {
-        if let Some(inner) = &self.inner {
-            BATCH.with(|b| {
-                *b.borrow_mut() = Some(ThreadBatch {
-                    owner: Arc::as_ptr(inner) as usize,
-                    buffer: Vec::with_capacity(64 * RECORD_LEN),
-                });
-            });
-        }
-        BatchScope {
-            journal: self.clone(),
-        }
+        result
     }
 
     /// Starts a new segment and returns the generation of the one it replaces, or `None`
@@ -303,7 +286,7 @@ impl Journal {
             return Ok(None);
         };
         let current = inner.active.load();
-        if current.written.load(Ordering::Acquire) == 0 {
+        if !current.has_records() {
             return Ok(None);
         }
         let fresh = Segment::create(&inner.dir, current.generation + 1)?;
@@ -334,7 +317,7 @@ impl Journal {
         };
         let active = inner.active.load();
         for (g, path) in segments(&inner.dir)? {
-            if g == active.generation && active.written.load(Ordering::Acquire) > 0 {
+            if g == active.generation && active.has_records() {
                 continue;
             }
             std::fs::remove_file(&path).map_err(|source| JournalError::Io { path, source })?;
@@ -343,76 +326,11 @@ impl Journal {
     }
 }
 
-impl Inner {
-    fn write(&self, bytes: &[u8]) -> Result<(), JournalError> {
-        let segment = self.active.load();
-        let result = (&segment.file).write_all(bytes);
-        match result {
-            Ok(()) => {
-                segment
-                    .written
-                    .fetch_add(bytes.len() as u64, Ordering::Release);
-                self.failing.store(false, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(source) => {
-                self.failing.store(true, Ordering::Relaxed);
-                metrics::counter!(crate::metrics::JOURNAL_ERRORS_TOTAL).increment(1);
-                Err(JournalError::Io {
-                    path: segment.path.clone(),
-                    source,
-                })
-            }
-        }
-    }
-}
-
-/// A UDP worker's batch of records (see [`Journal::batch_on_this_thread`]).
-pub struct BatchScope {
-    journal: Journal,
-}
-
-impl BatchScope {
-    /// Bytes gathered and not yet written; a worker compares it before and after a request
-    /// to know whether that request's reply depends on the next write.
-    pub fn pending(&self) -> usize {
-        BATCH.with(|b| b.borrow().as_ref().map_or(0, |batch| batch.buffer.len()))
-    }
-
-    /// Writes what was gathered, with one system call. On an error nothing gathered may
-    /// be relied on: the replies that needed it must not leave.
-    pub fn write(&self) -> Result<(), JournalError> {
-        let Some(inner) = &self.journal.inner else {
-            return Ok(());
-        };
-        BATCH.with(|b| {
-            let mut b = b.borrow_mut();
-            let Some(batch) = b.as_mut() else {
-                return Ok(());
-            };
-            if batch.buffer.is_empty() {
-                return Ok(());
-            }
-            let result = inner.write(&batch.buffer);
-            batch.buffer.clear();
-            result
-        })
-    }
-}
-
-impl Drop for BatchScope {
-    fn drop(&mut self) {
-        if let Err(e) = self.write() {
-            tracing::error!(error = %e, "cannot write the used-code journal");
-        }
-        BATCH.with(|b| *b.borrow_mut() = None);
-    }
-}
-
 impl Segment {
     /// Creates the segment under a temporary name and renames it into place once its
-    /// header is written: a process killed in between leaves no segment without a header,
-    /// which [`read_leftover`] must read as written in another boot.
+    /// header is written and its blocks reserved: a process killed in between leaves no
+    /// segment without a header, which [`read_leftover`] must read as written in another
+    /// boot.
     fn create(dir: &Path, generation: u64) -> Result<Segment, JournalError> {
         let path = segment_path(dir, generation);
         let temporary = path.with_extension(TEMPORARY);
@@ -422,36 +340,123 @@ impl Segment {
         };
         let _ = std::fs::remove_file(&temporary);
         let mut file = OpenOptions::new()
+            .read(true)
             .append(true)
             .create_new(true)
             .mode(0o600)
             .open(&temporary)
             .map_err(io)?;
-        preallocate(&file);
         let mut header = [0u8; RECORD_LEN];
         header[..4].copy_from_slice(MAGIC);
         header[4] = VERSION;
         header[8..24].copy_from_slice(&boot_id().unwrap_or_default());
         file.write_all(&header).map_err(io)?;
+        let sink = match preallocate(&file) {
+            Ok(()) => {
+                let map = memmap2::MmapOptions::new()
+                    .len(SEGMENT_LEN)
+                    .map_raw(&file)
+                    .map_err(io)?;
+                prefault(&map);
+                Sink::Mapped {
+                    map,
+                    next: AtomicUsize::new(RECORD_LEN),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "journal segment not preallocated; writing it record by record");
+                Sink::Appended(file)
+            }
+        };
         std::fs::rename(&temporary, &path).map_err(io)?;
         Ok(Segment {
-            file,
             path,
             generation,
+            sink,
             written: AtomicU64::new(0),
         })
     }
+
+    /// Whether a record was written (or a slot for one taken) since the segment opened.
+    fn has_records(&self) -> bool {
+        match &self.sink {
+            Sink::Mapped { next, .. } => next.load(Ordering::Acquire) > RECORD_LEN,
+            Sink::Appended(_) => self.written.load(Ordering::Acquire) > 0,
+        }
+    }
+
+    /// Writes one record.
+    #[allow(unsafe_code)]
+    fn append(&self, record: &[u8; RECORD_LEN]) -> Result<(), JournalError> {
+        match &self.sink {
+            Sink::Mapped { map, next } => {
+                let at = next.fetch_add(RECORD_LEN, Ordering::Relaxed);
+                if at + RECORD_LEN > map.len() {
+                    // Keep `next` from creeping towards overflow while the segment is full.
+                    next.store(map.len(), Ordering::Relaxed);
+                    return Err(JournalError::Full(self.path.clone()));
+                }
+                // SAFETY: `at..at + RECORD_LEN` lies within the mapping (checked above), and
+                // the atomic addition gave it to this call alone, so no other thread reads
+                // or writes these bytes while they are copied; the mapping lives as long as
+                // `self`, which the caller's `Arc` keeps alive.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        record.as_ptr(),
+                        map.as_mut_ptr().add(at),
+                        RECORD_LEN,
+                    );
+                }
+                // `next` has moved past the header: the segment holds a record.
+                return Ok(());
+            }
+            Sink::Appended(file) => {
+                (&*file)
+                    .write_all(record)
+                    .map_err(|source| JournalError::Io {
+                        path: self.path.clone(),
+                        source,
+                    })?;
+            }
+        }
+        self.written.fetch_add(RECORD_LEN as u64, Ordering::Release);
+        Ok(())
+    }
 }
 
-/// Reserves the segment's blocks, keeping its size, so that appends within them cannot
-/// fail for want of space. Where the file system cannot, appends simply allocate as usual.
+/// Touches every page of a new segment's mapping, so that the page faults (and the file
+/// system's work behind a first write to a page) happen here, on the store thread, and not
+/// in a UDP worker in the middle of a login: a worker that stalled on one let a queue build
+/// in an open loop at 100,000 requests/s. A segment lives a few hundred milliseconds, far
+/// less than the kernel lets dirty pages wait, so its pages are normally never written to
+/// the disk at all: they go with the file.
 #[allow(unsafe_code)]
-fn preallocate(file: &File) {
+fn prefault(map: &memmap2::MmapRaw) {
+    // The header page is written already.
+    for page in (PAGE..map.len()).step_by(PAGE) {
+        // SAFETY: `page` lies within the mapping; the segment is not in service yet, so no
+        // other thread touches it, and the byte written is the zero the file holds there.
+        unsafe { map.as_mut_ptr().add(page).write_volatile(0) };
+        if page % (64 * PAGE) == 0 {
+            // About a hundred microseconds of faults at a time, then the core goes back
+            // to whoever wants it (see ARCHITECTURE.md, "Who gets the core").
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// Reserves every block of a segment and extends it to [`SEGMENT_LEN`] (the bytes past
+/// the header read as zeros), so that a store into its mapping never needs a block the
+/// disk may not have.
+#[allow(unsafe_code)]
+fn preallocate(file: &File) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: fallocate(2) on a descriptor this function borrows; it reads no memory of ours.
-    let r = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, PREALLOCATE) };
-    if r != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "journal segment not preallocated");
+    let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, SEGMENT_LEN as libc::off_t) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -546,7 +551,17 @@ pub fn read_leftover(dir: &Path) -> Result<Leftover, JournalError> {
         if this_boot.is_none() || written_in != this_boot || written_in == Some([0; 16]) {
             out.other_boot = true;
         }
-        for chunk in chunks {
+        // A segment is preallocated: past its last record it holds only zeros, which are
+        // skipped whole (a zero record inside is a slot whose writer died before copying).
+        let records: Vec<&[u8]> = chunks.collect();
+        let used = records
+            .iter()
+            .rposition(|c| *c != ZERO_RECORD.as_slice())
+            .map_or(0, |i| i + 1);
+        for chunk in &records[..used] {
+            if *chunk == ZERO_RECORD.as_slice() {
+                continue;
+            }
             match Entry::decode(chunk) {
                 Some(entry) => {
                     out.records += 1;
@@ -569,8 +584,6 @@ pub fn read_leftover(dir: &Path) -> Result<Leftover, JournalError> {
                         }
                     }
                 }
-                // A zeroed chunk is the unwritten tail of a preallocated segment.
-                None if chunk.iter().all(|b| *b == 0) => {}
                 None => out.skipped += 1,
             }
         }
@@ -666,20 +679,14 @@ mod tests {
         journal.record(token(1, 10)).unwrap();
         journal.record(token(1, 12)).unwrap();
         journal.record(token(2, 3)).unwrap();
-        // Gathered on a worker's thread: nothing is written before the scope writes.
-        let scope = journal.batch_on_this_thread();
         journal
             .record(Entry::DayCode {
                 user_id: 5,
                 issued_at: 100,
             })
             .unwrap();
-        assert_eq!(scope.pending(), RECORD_LEN);
-        assert!(read_leftover(dir.path()).unwrap().day_codes.is_empty());
-        scope.write().unwrap();
-        assert_eq!(scope.pending(), 0);
-        drop(scope);
-        // The process dies here: no flush, no clean close.
+        // The process dies here: no flush, no clean close. What was recorded is in the
+        // file already, read by another open of it.
         let left = read_leftover(dir.path()).unwrap();
         assert_eq!(
             left.tokens,
@@ -782,10 +789,55 @@ mod tests {
     #[test]
     fn a_disabled_journal_records_nothing() {
         let journal = Journal::disabled();
-        let scope = journal.batch_on_this_thread();
         journal.record(token(1, 1)).unwrap();
-        assert_eq!(scope.pending(), 0);
         assert_eq!(journal.rotate().unwrap(), None);
+    }
+
+    #[test]
+    fn a_full_segment_refuses_records_until_the_next_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path()).unwrap();
+        let room = SEGMENT_LEN / RECORD_LEN - 1;
+        for i in 0..room {
+            journal.record(token(1, i as u64)).unwrap();
+        }
+        assert!(matches!(
+            journal.record(token(1, 0)),
+            Err(JournalError::Full(_))
+        ));
+        assert!(matches!(
+            journal.record(token(1, 0)),
+            Err(JournalError::Full(_))
+        ));
+        let left = read_leftover(dir.path()).unwrap();
+        assert_eq!((left.records, left.skipped), (room, 0));
+        assert_eq!(left.tokens[0].1.next_counter, room as u64 - 1);
+        journal.rotate().unwrap().expect("a rotation");
+        journal.record(token(2, 1)).unwrap();
+    }
+
+    /// Writers on several threads at once each get a slot of their own: every record is
+    /// read back whole.
+    #[test]
+    fn concurrent_writers_never_overwrite_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path()).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..4i64 {
+                let journal = &journal;
+                s.spawn(move || {
+                    for i in 0..5_000u64 {
+                        journal.record(token(t, i)).unwrap();
+                    }
+                });
+            }
+        });
+        let left = read_leftover(dir.path()).unwrap();
+        assert_eq!((left.records, left.skipped), (20_000, 0));
+        for t in 0..4i64 {
+            let state = left.tokens.iter().find(|(id, _)| *id == t).unwrap().1;
+            assert_eq!(state.next_counter, 4_999);
+        }
     }
 
     proptest! {
