@@ -257,6 +257,25 @@ impl Node {
         records
     }
 
+    /// The lines of the outbox file gateway (`data/outbox.log`, where messages go when
+    /// no gateway is configured for their channel), once it holds at least `n` (waiting up
+    /// to 10 s).
+    pub fn outbox_at_least(&self, n: usize) -> Vec<serde_json::Value> {
+        let outbox = self.path().join("data").join("outbox.log");
+        let mut lines = Vec::new();
+        let arrived = Node::eventually(Duration::from_secs(10), || {
+            lines = peers::outbox_lines(&outbox);
+            lines.len() >= n
+        });
+        assert!(
+            arrived,
+            "the outbox holds {} messages, {n} expected\n{}",
+            lines.len(),
+            self.log()
+        );
+        lines
+    }
+
     /// The RADIUS address; panics if the server is not running.
     pub fn radius(&self) -> SocketAddr {
         self.addr.expect("server not started")
