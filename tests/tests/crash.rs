@@ -1,6 +1,7 @@
-//! Single use across a crash: a passcode accepted just before the server is killed
-//! (SIGKILL, no shutdown) is refused after the restart, for HOTP and TOTP tokens, trial
-//! after trial; and a challenge left open by the kill cannot be answered after it.
+//! Single use across a crash: a passcode or day code accepted just before the server is
+//! killed (SIGKILL, no shutdown) is refused after the restart, for HOTP and TOTP tokens,
+//! trial after trial; and a challenge or a push login held at the kill cannot end in an
+//! Access-Accept after it.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -267,5 +268,66 @@ fn a_day_code_used_just_before_a_kill_stays_used_and_is_replaced() {
     assert_eq!(
         ask(server, "hana", &format!("Secret123{next}"), &[]),
         Some(Code::AccessAccept)
+    );
+}
+
+/// A push login held when the server is killed cannot end in an Access-Accept afterwards:
+/// the phone's approval of it names a challenge the new server never heard of, and the
+/// NAS's retransmit starts a new login that waits for a new approval.
+#[test]
+fn a_push_held_at_a_kill_cannot_be_approved_after_the_restart() {
+    use tollgate_tests::peers::PhoneApp;
+    let port = tollgate_tests::free_tcp_port();
+    let mut node = Node::new(&format!(
+        "[mobile_api]\nlisten = \"127.0.0.1:{port}\"\nallow_plain = true\n[login]\npush_timeout_secs = 30\n"
+    ));
+    node.add_client("nas1", "append", true);
+    node.ok(
+        &["user", "add", "alice", "--password-stdin"],
+        Some("Secret123\n"),
+    );
+    node.ok(&["user", "set", "alice", "--delivery", "push"], None);
+    let code = node.enrolment_code("alice");
+    let server = node.start();
+    let app = PhoneApp::enrol(format!("127.0.0.1:{port}").parse().expect("address"), &code);
+    let pending = |app: &PhoneApp| {
+        let mut found = Vec::new();
+        Node::eventually(Duration::from_secs(15), || {
+            found = app.pending();
+            !found.is_empty()
+        });
+        found
+    };
+
+    // The NAS's request, held by the server until the phone answers.
+    let nas = RawClient::new(server);
+    let authenticator = rand_bytes();
+    let request =
+        RawClient::access_request(9, authenticator, SECRET, "alice", "Secret123", &[], true);
+    nas.send(&request);
+    let held = pending(&app);
+    assert_eq!(held.len(), 1, "no push was held\n{}", node.log());
+    let old_id = held[0]["id"].as_str().expect("a challenge id").to_owned();
+    node.kill();
+
+    let server = node.start();
+    // The phone approves the login it was shown before the kill: nobody holds it now.
+    let (status, body) = app.decide(&old_id, true, None);
+    assert!(
+        status == 404 || status == 409,
+        "approving a challenge of the killed server: {status} {body}"
+    );
+    // The NAS retransmits the same request to the new server: a new push, no Accept.
+    let nas = RawClient::new(server);
+    nas.send(&request);
+    assert!(
+        nas.recv().is_none(),
+        "the retransmit was answered without an approval"
+    );
+    let fresh = pending(&app);
+    assert_eq!(fresh.len(), 1, "{}", node.log());
+    assert_ne!(
+        fresh[0]["id"], held[0]["id"],
+        "a new challenge, not the old one"
     );
 }
