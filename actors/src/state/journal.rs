@@ -247,8 +247,8 @@ impl Journal {
         Journal { inner: None }
     }
 
-    /// Opens a new segment in `dir`, after every segment already there (which [`recover`]
-    /// should have applied and removed first).
+    /// Opens a new segment in `dir`, after every segment already there (which
+    /// `sync::recover_journal` applies and removes first).
     pub fn open(dir: &Path) -> Result<Journal, JournalError> {
         let next = segments(dir)?.last().map_or(1, |(g, _)| g + 1);
         let segment = Segment::create(dir, next)?;
@@ -258,11 +258,6 @@ impl Journal {
                 active: ArcSwap::from_pointee(segment),
             })),
         })
-    }
-
-    /// Whether records are kept.
-    pub fn is_enabled(&self) -> bool {
-        self.inner.is_some()
     }
 
     /// Records `entry` before returning: once this returns `Ok`, the record outlives the
