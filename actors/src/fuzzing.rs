@@ -32,7 +32,7 @@ pub fn delivery_csv(bytes: &[u8]) {
 }
 
 /// A token record read from a directory attribute (`tollgate$1$…`), opened with a fixed
-/// master key; and a record sealed under that key, with the input as its tail, opens back.
+/// master key: refused cleanly or read, never a panic.
 pub fn sealed_record(value: &str) {
     let key = key();
     let _ = crate::ldap::record::decode(key, "example.com", "alice", value);

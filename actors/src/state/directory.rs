@@ -595,8 +595,8 @@ impl Directory {
         if *l != before {
             let state = *l;
             lock(&self.dirty).lockouts.insert(user.id, state);
-            // Written under the user's lock, so one user's records follow each other (a
-            // UDP worker's batch may still land after another thread's record).
+            // Written under the user's lock, so one user's records lie in the journal in
+            // the order of the changes.
             let entry = Entry::Lockout {
                 user_id: user.id,
                 state,

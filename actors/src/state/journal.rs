@@ -197,9 +197,6 @@ struct Segment {
     path: PathBuf,
     generation: u64,
     sink: Sink,
-    /// Bytes of records appended by `write(2)` (the header excluded); a mapped segment
-    /// counts with its `next` offset instead.
-    written: AtomicU64,
 }
 
 /// How a segment's records reach the kernel.
@@ -211,8 +208,9 @@ enum Sink {
         map: memmap2::MmapRaw,
         next: AtomicUsize,
     },
-    /// `write(2)` per record, appended (where the file system cannot preallocate).
-    Appended(File),
+    /// `write(2)` per record, appended (where the file system cannot preallocate);
+    /// `written` counts the bytes of records (the header excluded).
+    Appended { file: File, written: AtomicU64 },
 }
 
 struct Inner {
@@ -360,7 +358,10 @@ impl Segment {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "journal segment not preallocated; writing it record by record");
-                Sink::Appended(file)
+                Sink::Appended {
+                    file,
+                    written: AtomicU64::new(0),
+                }
             }
         };
         std::fs::rename(&temporary, &path).map_err(io)?;
@@ -368,7 +369,6 @@ impl Segment {
             path,
             generation,
             sink,
-            written: AtomicU64::new(0),
         })
     }
 
@@ -376,7 +376,7 @@ impl Segment {
     fn has_records(&self) -> bool {
         match &self.sink {
             Sink::Mapped { next, .. } => next.load(Ordering::Acquire) > RECORD_LEN,
-            Sink::Appended(_) => self.written.load(Ordering::Acquire) > 0,
+            Sink::Appended { written, .. } => written.load(Ordering::Acquire) > 0,
         }
     }
 
@@ -402,19 +402,17 @@ impl Segment {
                         RECORD_LEN,
                     );
                 }
-                // `next` has moved past the header: the segment holds a record.
-                return Ok(());
             }
-            Sink::Appended(file) => {
+            Sink::Appended { file, written } => {
                 (&*file)
                     .write_all(record)
                     .map_err(|source| JournalError::Io {
                         path: self.path.clone(),
                         source,
                     })?;
+                written.fetch_add(RECORD_LEN as u64, Ordering::Release);
             }
         }
-        self.written.fetch_add(RECORD_LEN as u64, Ordering::Release);
         Ok(())
     }
 }
@@ -571,8 +569,10 @@ pub fn read_leftover(dir: &Path) -> Result<Leftover, JournalError> {
                             day_codes.insert((user_id, issued_at));
                         }
                         Entry::Lockout { user_id, state } => {
-                            // Two workers may write one user's records out of order, so
-                            // the strictest state wins: a failure is never forgotten.
+                            // One user's records are in order (taken under the user's
+                            // lock), but the strictest state is kept all the same: a
+                            // merge that errs can only keep a count too high, never
+                            // forget a failure.
                             let l = lockouts.entry(user_id).or_insert(state);
                             l.failures = l.failures.max(state.failures);
                             l.locked_until = l.locked_until.max(state.locked_until);
