@@ -383,6 +383,14 @@ async fn replace_used(
         let Some(user) = directory.user_by_id(user_id) else {
             continue;
         };
+        // Already replaced (the start after a crash asks again for codes whose replacement
+        // may have gone out before the crash): one new code per used one, not two.
+        if directory
+            .day_code_issued_at(user_id)
+            .is_some_and(|current| current > issued_at)
+        {
+            continue;
+        }
         let settings = user.delivery.clone();
         let d = Arc::clone(&delivery);
         let dir = Arc::clone(&directory);

@@ -567,6 +567,11 @@ impl Directory {
         DayCheck::Accepted { issued_at }
     }
 
+    /// When the user's current day code was issued, if they have one.
+    pub fn day_code_issued_at(&self, user_id: i64) -> Option<i64> {
+        self.day_codes.get(&user_id).map(|c| c.issued_at)
+    }
+
     /// The length of the user's day code, if they have one.
     pub fn day_code_len(&self, user_id: i64) -> Option<usize> {
         self.day_codes.get(&user_id).map(|c| c.code.len())
