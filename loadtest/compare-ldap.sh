@@ -100,17 +100,8 @@ wait_quiet() {
 # The fixture's standard input is a FIFO this shell holds open: if the script dies, even by
 # SIGKILL, the fixture reads end-of-file and takes slapd down with it.
 say "starting slapd with $USERS load users"
-mkfifo "$tmp/fixture.in"
-"${on_slapd_core[@]}" "$BIN/slapd-fixture" "$USERS" <"$tmp/fixture.in" >"$tmp/fixture.out" 2>"$tmp/fixture.err" &
-pids+=("$!")
-exec 3>"$tmp/fixture.in"
-for _ in $(seq 1 1200); do
-    grep -q '^ready=1$' "$tmp/fixture.out" 2>/dev/null && break
-    kill -0 "${pids[0]}" 2>/dev/null || { cat "$tmp/fixture.err" >&2; die "slapd-fixture failed"; }
-    sleep 0.1
-done
-grep -q '^ready=1$' "$tmp/fixture.out" || die "slapd did not start within 120 s"
-fact() { sed -n "s/^$1=//p" "$tmp/fixture.out"; }
+start_slapd_fixture fixture "$USERS" 3 "${on_slapd_core[@]}"
+fact() { fixture_fact fixture "$1"; }
 ldaps_url=$(fact ldaps_url)
 ca_file=$(fact ca_file)
 slapd_pid=$(fact pid)
@@ -144,17 +135,7 @@ others = "password-only"
 search_connections = $SEARCH_CONNECTIONS
 bind_connections = $BIND_CONNECTIONS
 EOF
-# The RADIUS harness's users: load00000… with the directory's password. setup writes a
-# state file of its own format and random secrets; only the names and passwords change.
-"$BIN/tollgate-loadtest" setup --users "$USERS" --dir "$tmp/lt" >/dev/null
-jq --arg pw "$(fact load_password)" \
-    '.users |= [to_entries[] | .value.name = ("load" + ("0000" + (.key | tostring))[-5:])
-                                | .value.password = $pw | .value]' \
-    "$tmp/lt/state.json" >"$tmp/lt/state.new"
-mv "$tmp/lt/state.new" "$tmp/lt/state.json"
-rm -f "$tmp/lt/seeds.csv"
-[ "$(jq -r '.users[-1].name' "$tmp/lt/state.json")" = "$(printf 'load%05d' $((USERS - 1)))" ] ||
-    die "USERS must be at most 100000 (five-digit names)"
+harness_directory_users "$tmp/lt" "$USERS" "$(fact load_password)"
 "$BIN/tollgate" --config "$tg/tollgate.toml" client add loadtest --address 127.0.0.0/8 \
     --secret-stdin --mode append <"$tmp/lt/secret" >/dev/null
 say "starting Tollgate on 127.0.0.1:$tg_port"

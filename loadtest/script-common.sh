@@ -4,7 +4,8 @@
 # temporary directory in $tmp that is removed on every exit (KEEP=1 keeps it) together with
 # the processes whose pids it adds to the `pids` array (a function `before_cleanup`, if the
 # script defines one, runs first), need_commands, need_server_and_harness, free_port,
-# cpu_ticks and median.
+# cpu_ticks, median, and for scripts with a directory (BIN set to the release binaries)
+# start_slapd_fixture, fixture_fact, fixture_wait and harness_directory_users.
 
 say() { printf '%s\n' "$*" >&2; }
 die() { say "$SCRIPT: $*"; exit 1; }
@@ -70,3 +71,55 @@ cpu_ticks() {
 
 # The median of the numbers on standard input, one per line.
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# Starts `$BIN/slapd-fixture USERS` as NAME (the test harness's slapd with USERS load users
+# load00000…, password load-pass), with any command prefix in the array named by PREFIX
+# (taskset, say; "" for none). Its standard input is the FIFO $tmp/NAME.in, which the
+# calling shell holds open on file descriptor FD: if the script dies, even by SIGKILL, the
+# fixture reads end-of-file and takes slapd down with it; `echo kill >&FD` and `echo
+# restart >&FD` crash and restart slapd. Its facts are read with `fixture_fact NAME KEY`.
+# Usage: start_slapd_fixture NAME USERS FD [PREFIX...]
+start_slapd_fixture() {
+    local name=$1 users=$2 fd=$3 pid
+    shift 3
+    mkfifo "$tmp/$name.in"
+    "$@" "$BIN/slapd-fixture" "$users" <"$tmp/$name.in" >"$tmp/$name.out" 2>"$tmp/$name.err" &
+    pid=$!
+    pids+=("$pid")
+    eval "exec $fd>\"\$tmp/\$name.in\""
+    for _ in $(seq 1 1200); do
+        grep -q '^ready=1$' "$tmp/$name.out" 2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || { cat "$tmp/$name.err" >&2; die "slapd-fixture $name failed"; }
+        sleep 0.1
+    done
+    die "slapd $name did not start within 120 s"
+}
+
+# The last value of KEY that fixture NAME printed (`pid` changes at each restart).
+fixture_fact() { sed -n "s/^$2=//p" "$tmp/$1.out" | tail -n1; }
+
+# Waits (at most 30 s) until fixture NAME has printed KEY=1 COUNT times.
+fixture_wait() {
+    local name=$1 key=$2 count=$3
+    for _ in $(seq 1 300); do
+        [ "$(grep -c "^$key=1$" "$tmp/$name.out")" -ge "$count" ] && return 0
+        sleep 0.1
+    done
+    die "slapd $name did not report $key"
+}
+
+# Makes the RADIUS harness's users (in DIR) the directory's load users load00000… with the
+# password PASSWORD: `setup` writes a state file of its own format and random secrets, and
+# only the names and passwords change. Usage: harness_directory_users DIR USERS PASSWORD
+harness_directory_users() {
+    local dir=$1 users=$2 password=$3
+    "$BIN/tollgate-loadtest" setup --users "$users" --dir "$dir" >/dev/null
+    jq --arg pw "$password" \
+        '.users |= [to_entries[] | .value.name = ("load" + ("0000" + (.key | tostring))[-5:])
+                                    | .value.password = $pw | .value]' \
+        "$dir/state.json" >"$dir/state.new"
+    mv "$dir/state.new" "$dir/state.json"
+    rm -f "$dir/seeds.csv"
+    [ "$(jq -r '.users[-1].name' "$dir/state.json")" = "$(printf 'load%05d' $((users - 1)))" ] ||
+        die "USERS must be at most 100000 (five-digit names)"
+}

@@ -19,6 +19,51 @@ use crate::run::{Load, PhaseOutcome};
 use crate::stats::{Counts, KindCounts};
 use crate::sys::{rfc3339, unix_ms};
 
+/// One second of a run, as the progress line shows it: what was sent in it, what ended in
+/// it and how, and the latency of the replies that arrived in it. Fault scripts read the
+/// series to see when a fault began to cost and when it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Second {
+    /// Seconds from the start of the phase to the end of this window.
+    pub at_secs: f64,
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Replies received and verified.
+    pub answered: u64,
+    /// Transactions that ended as expected.
+    pub ok: u64,
+    /// Transactions that ended otherwise (a wrong answer).
+    pub failures: u64,
+    /// Transactions that ended without the reply they expected.
+    pub timeouts: u64,
+    /// Median latency of the replies received (µs; 0 when none).
+    pub p50_us: u64,
+    /// Largest latency of the replies received (µs; 0 when none).
+    pub max_us: u64,
+}
+
+impl Second {
+    /// The summary of one window of `stats`, ending `at` after the start.
+    pub fn of(at: std::time::Duration, stats: &crate::stats::Stats) -> Second {
+        let c = &stats.counts;
+        let (p50_us, max_us) = if stats.latency.is_empty() {
+            (0, 0)
+        } else {
+            (stats.latency.value_at_quantile(0.5), stats.latency.max())
+        };
+        Second {
+            at_secs: round3(at.as_secs_f64()),
+            sent: c.sent,
+            answered: c.answered,
+            ok: c.ok,
+            failures: c.failures,
+            timeouts: c.timeouts,
+            p50_us,
+            max_us,
+        }
+    }
+}
+
 /// Latency percentiles in microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Percentiles {
@@ -361,6 +406,9 @@ pub struct Report {
     pub harness_cpu: CpuReport,
     /// The push scenario's figures.
     pub push: Option<PushReport>,
+    /// Second by second: what was sent and how it ended.
+    #[serde(default)]
+    pub timeline: Vec<Second>,
     /// True when every transaction ended as expected: no failures, timeouts, bad replies
     /// or send errors (and, in a push run, no HTTP error and no login the apps could not
     /// find or number-match).
@@ -451,6 +499,7 @@ impl Report {
             open_loop,
             harness_cpu,
             push: None,
+            timeline: outcome.timeline.clone(),
             passed: c.failures == 0 && c.timeouts == 0 && c.bad_replies == 0 && c.send_errors == 0,
         }
     }
@@ -710,6 +759,7 @@ mod tests {
         }
         stats.max_lateness = Duration::from_micros(1500);
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let timeline = vec![Second::of(Duration::from_secs(1), &stats)];
         PhaseOutcome {
             stats,
             started_at: t,
@@ -723,6 +773,7 @@ mod tests {
             },
             interrupted: false,
             threads: 1,
+            timeline,
         }
     }
 
@@ -802,6 +853,13 @@ mod tests {
         assert_eq!(json["harness_cpu"]["cores_used"], 0.2);
         assert_eq!(json["passed"], false);
         assert!(json["login_latency_us"].is_null());
+        let second = &json["timeline"][0];
+        assert_eq!(second["at_secs"], 1.0);
+        assert_eq!(second["sent"], 10);
+        assert_eq!(second["answered"], 9);
+        assert_eq!(second["timeouts"], 1);
+        assert_eq!(second["p50_us"], 500);
+        assert!(second["max_us"].as_u64().unwrap() >= 10_000);
         // The report reads back as it was written.
         let back: Report = serde_json::from_value(json).unwrap();
         assert_eq!(back, report);

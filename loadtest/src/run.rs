@@ -112,6 +112,8 @@ pub struct PhaseOutcome {
     pub interrupted: bool,
     /// Worker threads used.
     pub threads: usize,
+    /// Each second of the phase (the windows of the progress line).
+    pub timeline: Vec<crate::report::Second>,
 }
 
 /// Runs `phase` with `users`, and gives the users back with their counters advanced.
@@ -214,6 +216,7 @@ pub fn run_phase(
     drop(tx);
 
     let mut total = Stats::new();
+    let mut timeline = Vec::new();
     let results = std::thread::scope(|scope| {
         let handles: Vec<_> = setups
             .into_iter()
@@ -232,7 +235,13 @@ pub fn run_phase(
                     window.merge(&s);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Disconnected) => {
+                    let now = Instant::now();
+                    if window.counts.sent + window.counts.answered + window.counts.timeouts > 0 {
+                        timeline.push(crate::report::Second::of(now - start, &window));
+                    }
+                    break;
+                }
             }
             let now = Instant::now();
             if now >= next_print {
@@ -244,6 +253,7 @@ pub fn run_phase(
                     }
                     eprintln!("{line}");
                 }
+                timeline.push(crate::report::Second::of(now - start, &window));
                 window = Stats::new();
                 last_print = now;
                 next_print += Duration::from_secs(1);
@@ -283,6 +293,7 @@ pub fn run_phase(
             cpu,
             interrupted: stop.load(Ordering::Relaxed),
             threads,
+            timeline,
         },
         users,
     ))

@@ -4,11 +4,14 @@
 //! Usage: `slapd-fixture [N]` (N load users `load00000`…, default 10000). Once slapd
 //! answers, it prints one `key=value` line per fact and flushes: `ldap_url`, `ldaps_url`,
 //! `ca_file`, `pid` (slapd's), `dir`, `base_dn`, `people_dn`, `service_dn`,
-//! `service_password`, `load_users`, `load_password`, then `ready=1` last. It then waits
-//! until its standard input closes or it gets SIGTERM or SIGINT, and kills slapd and
-//! removes its directory on the way out. Everything listens on 127.0.0.1 only.
+//! `service_password`, `load_users`, `load_password`, then `ready=1` last. It then reads
+//! commands, one per line of standard input: `kill` SIGKILLs slapd (a crash: ports and
+//! database stay) and answers `killed=1`; `restart` starts it again on the same ports and
+//! answers `pid=…` and `restarted=1` once it answers binds. It stops when its standard
+//! input closes or it gets SIGTERM or SIGINT, and kills slapd and removes its directory on
+//! the way out. Everything listens on 127.0.0.1 only.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Write};
 
 use tollgate_tests::slapd::{
     Slapd, BASE_DN, LOAD_PASSWORD, PEOPLE_DN, SERVICE_DN, SERVICE_PASSWORD,
@@ -58,21 +61,63 @@ fn main() {
     drop(out);
 
     // Standard input is read on a thread of its own: a blocking read cannot be cancelled,
-    // and the process exits without waiting for it.
-    let (eof_tx, eof_rx) = tokio::sync::oneshot::channel::<()>();
+    // and the process exits without waiting for it. Each line is a command; end of input
+    // stops the fixture.
+    let (command_tx, mut command_rx) = tokio::sync::mpsc::unbounded_channel::<Command>();
     std::thread::spawn(move || {
-        let mut sink = [0u8; 256];
-        let mut stdin = std::io::stdin();
-        while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
-        let _ = eof_tx.send(());
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            let command = match line.trim() {
+                "kill" => Command::Kill,
+                "restart" => Command::Restart,
+                "" => continue,
+                other => Command::Unknown(other.to_owned()),
+            };
+            if command_tx.send(command).is_err() {
+                return;
+            }
+        }
+        let _ = command_tx.send(Command::Stop);
     });
+    let mut slapd = slapd;
     runtime.block_on(async {
-        tokio::select! {
-            _ = eof_rx => {}
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+        loop {
+            let command = tokio::select! {
+                c = command_rx.recv() => c.unwrap_or(Command::Stop),
+                _ = term.recv() => Command::Stop,
+                _ = tokio::signal::ctrl_c() => Command::Stop,
+            };
+            let mut out = std::io::stdout().lock();
+            match command {
+                Command::Kill => {
+                    slapd.kill();
+                    let _ = writeln!(out, "killed=1");
+                }
+                Command::Restart => {
+                    slapd.restart();
+                    let _ = writeln!(out, "pid={}", slapd.pid());
+                    let _ = writeln!(out, "restarted=1");
+                }
+                Command::Unknown(what) => {
+                    let _ = writeln!(out, "error=unknown command {what:?} (kill, restart)");
+                }
+                Command::Stop => break,
+            }
+            let _ = out.flush();
         }
     });
     // Kills slapd and removes the temporary directory.
     drop(slapd);
+}
+
+/// What a line of standard input asks for.
+enum Command {
+    /// SIGKILL slapd (a crash); its ports and database stay.
+    Kill,
+    /// Start slapd again on the same ports and database.
+    Restart,
+    /// End of input, SIGTERM or SIGINT.
+    Stop,
+    /// Anything else.
+    Unknown(String),
 }
