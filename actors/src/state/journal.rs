@@ -32,6 +32,10 @@
 //! At start-up, `sync::recover_journal` applies whatever segments a crash left, then
 //! deletes them. Preallocation also means a full disk does not refuse the records of a
 //! segment already opened: logins go on while the store's own writes fail and are retried.
+//! A new segment needs its 4 MiB; when the disk cannot give them, the rotation fails (and
+//! is counted), the segment in service stays in service, and its segments are retired once
+//! space returns and a flush commits. Should it fill first (131,071 records), logins that
+//! need a record are refused (`token_write_failed`): never accepted unrecorded.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -343,19 +347,29 @@ impl Segment {
         header[..4].copy_from_slice(MAGIC);
         header[4] = VERSION;
         header[8..24].copy_from_slice(&boot_id().unwrap_or_default());
-        file.write_all(&header).map_err(io)?;
+        // A segment that cannot be made whole (no space for its header or its blocks) is
+        // not put in service: the one in service stays there, and nothing half-made stays
+        // behind.
+        let discard = |e: std::io::Error| {
+            let _ = std::fs::remove_file(&temporary);
+            io(e)
+        };
+        file.write_all(&header).map_err(discard)?;
         let sink = match preallocate(&file) {
             Ok(()) => {
                 let map = memmap2::MmapOptions::new()
                     .len(SEGMENT_LEN)
                     .map_raw(&file)
-                    .map_err(io)?;
+                    .map_err(discard)?;
                 prefault(&map);
                 Sink::Mapped {
                     map,
                     next: AtomicUsize::new(RECORD_LEN),
                 }
             }
+            // A full disk (or quota) refuses the segment: writing it record by record would
+            // only move the failure into the logins.
+            Err(e) if !cannot_preallocate(&e) => return Err(discard(e)),
             Err(e) => {
                 tracing::warn!(error = %e, "journal segment not preallocated; writing it record by record");
                 Sink::Appended {
@@ -364,7 +378,7 @@ impl Segment {
                 }
             }
         };
-        std::fs::rename(&temporary, &path).map_err(io)?;
+        std::fs::rename(&temporary, &path).map_err(discard)?;
         Ok(Segment {
             path,
             generation,
@@ -451,6 +465,15 @@ fn preallocate(file: &File) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// Whether `fallocate(2)` failed because the file system does not preallocate (the
+/// record-by-record fallback then applies), rather than for want of space or another fault.
+fn cannot_preallocate(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)
+    )
 }
 
 fn segment_path(dir: &Path, generation: u64) -> PathBuf {
