@@ -21,6 +21,10 @@ pub struct DeliveryConfig {
     /// Reply-Message of the challenge after a real-time code was sent; `{to}` is the
     /// masked destination (`...7391`).
     pub prompt: String,
+    /// The same while the channel's gateways are failing (the code waits in the outbox and
+    /// goes out when one answers again); `{to}` as above, `{channel}` is `text message`,
+    /// `e-mail` or `voice call`.
+    pub delayed_prompt: String,
     /// SMS text of a real-time code: `{code}`, `{minutes}`.
     pub sms_template: String,
     /// Words spoken by a voice call: `{code}` is read digit by digit, `{minutes}`.
@@ -53,6 +57,7 @@ impl Default for DeliveryConfig {
             code_digits: 6,
             realtime_ttl_secs: 300,
             prompt: "Enter the passcode sent to {to}".to_owned(),
+            delayed_prompt: "Your passcode for {to} is delayed: the {channel} service is not answering. It will be sent as soon as it does; enter it then".to_owned(),
             sms_template: "Your passcode is {code}. It expires in {minutes} minutes.".to_owned(),
             voice_template: "Your passcode is {code}. Again, your passcode is {code}.".to_owned(),
             email_subject: "Your passcode".to_owned(),
@@ -121,6 +126,12 @@ impl DeliveryConfig {
         }
         if self.prompt.len() > 200 {
             return bad("prompt", "must fit one Reply-Message with the destination");
+        }
+        if self.delayed_prompt.len() > 200 {
+            return bad(
+                "delayed_prompt",
+                "must fit one Reply-Message with the destination",
+            );
         }
         for (key, t) in [
             ("sms_template", &self.sms_template),

@@ -17,7 +17,8 @@ import asyncio, sys, os, itertools
 from aiosmtpd.controller import Controller
 
 out = sys.argv[2]
-counter = itertools.count()
+# A restart on the same directory goes on numbering after what is there.
+counter = itertools.count(len([f for f in os.listdir(out) if f.endswith(".eml")]))
 
 class Keep:
     async def handle_DATA(self, server, session, envelope):
@@ -38,7 +39,7 @@ c.stop()
 
 /// A running SMTP server that writes each message it receives to a directory.
 pub struct SmtpSink {
-    child: Child,
+    child: Option<Child>,
     dir: tempfile::TempDir,
     /// Its address.
     pub addr: SocketAddr,
@@ -58,9 +59,19 @@ impl SmtpSink {
         );
         let dir = tempfile::tempdir().expect("temp dir");
         let port = crate::free_tcp_port();
+        let mut sink = SmtpSink {
+            child: None,
+            dir,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        sink.spawn();
+        sink
+    }
+
+    fn spawn(&mut self) {
         let mut child = Command::new(PYTHON)
-            .args(["-c", SMTP_SCRIPT, &port.to_string()])
-            .arg(dir.path())
+            .args(["-c", SMTP_SCRIPT, &self.addr.port().to_string()])
+            .arg(self.dir.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -71,11 +82,21 @@ impl SmtpSink {
             .read_line(&mut line)
             .expect("aiosmtpd starts");
         assert_eq!(line.trim(), "ready", "aiosmtpd did not start");
-        SmtpSink {
-            child,
-            dir,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        self.child = Some(child);
+    }
+
+    /// Kills the server (SIGKILL: a crash, connections reset); what it kept stays.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
+    }
+
+    /// Starts it again on the same port and directory (killing it first if it runs).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
     }
 
     /// Every message received so far, as text, oldest first.
@@ -113,8 +134,7 @@ impl SmtpSink {
 
 impl Drop for SmtpSink {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 

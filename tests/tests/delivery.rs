@@ -47,20 +47,7 @@ fn answer(node: &Node, user: &str, state: &str, code: &str) -> tollgate_tests::R
 #[test]
 fn an_emailed_code_logs_the_user_in_once() {
     let smtp = SmtpSink::start();
-    let mut node = Node::new(&format!(
-        r#"
-[[gateway]]
-name = "mail"
-channel = "email"
-type = "smtp"
-host = "127.0.0.1"
-port = {port}
-tls = "none"
-allow_plain = true
-from = "Tollgate <noreply@example.com>"
-"#,
-        port = smtp.addr.port()
-    ));
+    let mut node = Node::new(&mail_gateway(smtp.addr.port()));
     node.add_client("nas1", "challenge", true);
     user_with_delivery(
         &node,
@@ -116,6 +103,104 @@ from = "Tollgate <noreply@example.com>"
     assert!(login(node.radius(), "alice", "Secret124").is("Access-Reject"));
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(smtp.messages().len(), 2);
+}
+
+/// The SMTP gateway of the e-mail tests, to `port`.
+fn mail_gateway(port: u16) -> String {
+    format!(
+        r#"
+[[gateway]]
+name = "mail"
+channel = "email"
+type = "smtp"
+host = "127.0.0.1"
+port = {port}
+tls = "none"
+allow_plain = true
+from = "Tollgate <noreply@example.com>"
+"#
+    )
+}
+
+#[test]
+fn a_mail_server_that_is_down_delays_the_codes_says_so_and_sends_each_once_when_back() {
+    let mut smtp = SmtpSink::start();
+    // A long back-off, so that only the gateway's return can bring the waiting codes out
+    // within the test's seconds.
+    let mut node = Node::new(&format!(
+        "{}[delivery]\nretry_base_ms = 60000\n",
+        mail_gateway(smtp.addr.port())
+    ));
+    node.add_client("nas1", "challenge", true);
+    for name in ["alice", "bob", "carol", "dave"] {
+        user_with_delivery(
+            &node,
+            name,
+            "realtime-email",
+            &["--email", &format!("{name}@example.com")],
+        );
+    }
+    node.start();
+    let normal = "Enter the passcode sent to a***@example.com";
+    assert_eq!(
+        login(node.radius(), "alice", "Secret123").attr("Reply-Message"),
+        Some(normal)
+    );
+    smtp.wait_for(1, Duration::from_secs(10))
+        .expect("alice's e-mail");
+
+    smtp.kill();
+    // The first code after the crash is where the dispatcher finds out.
+    assert!(login(node.radius(), "bob", "Secret123").is("Access-Challenge"));
+    assert!(
+        Node::eventually(Duration::from_secs(10), || node
+            .log_shows("every gateway of the channel is failing")),
+        "{}",
+        node.log()
+    );
+    let carol = login(node.radius(), "carol", "Secret123");
+    assert_eq!(
+        carol.attr("Reply-Message"),
+        Some("Your passcode for c***@example.com is delayed: the e-mail service is not answering. It will be sent as soon as it does; enter it then"),
+        "{}",
+        carol.output
+    );
+    let carol_state = carol.attr("State").expect("State").to_owned();
+
+    smtp.restart();
+    // The next code goes out at once; the two that waited follow it, long before their
+    // next retry.
+    let back = std::time::Instant::now();
+    assert!(login(node.radius(), "dave", "Secret123").is("Access-Challenge"));
+    let fourth = smtp.wait_for(4, Duration::from_secs(10));
+    assert!(
+        fourth.is_some() && back.elapsed() < Duration::from_secs(10),
+        "the waiting codes did not follow the gateway's return\n{}",
+        node.log()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let mails = smtp.messages();
+    for name in ["alice", "bob", "carol", "dave"] {
+        let to = format!("X-Rcpt: {name}@example.com");
+        assert_eq!(
+            mails.iter().filter(|m| m.contains(&to)).count(),
+            1,
+            "{name} got other than one e-mail"
+        );
+    }
+    assert_eq!(mails.len(), 4);
+    // The delayed code still logs carol in.
+    let mail = mails
+        .iter()
+        .find(|m| m.contains("X-Rcpt: carol@example.com"))
+        .expect("carol's e-mail");
+    let code = code_in(mail_body(mail), 6).expect("a code");
+    assert!(answer(&node, "carol", &carol_state, &code).is("Access-Accept"));
+    // Back to the usual prompt once a message went out.
+    assert_eq!(
+        login(node.radius(), "alice", "Secret123").attr("Reply-Message"),
+        Some(normal)
+    );
 }
 
 #[test]

@@ -66,6 +66,8 @@ pub type Routes = HashMap<Channel, Vec<Arc<Gateway>>>;
 pub struct DispatcherArgs {
     /// The outbox.
     pub outbox: Arc<Outbox>,
+    /// Which channels are failing: set and cleared here, read by logins.
+    pub health: Arc<super::ChannelHealth>,
     /// Gateways by channel.
     pub routes: Routes,
     /// Messages sent at once.
@@ -231,6 +233,9 @@ async fn attempt(args: &DispatcherArgs, record: OutboxRecord) {
                     // It went out; if the row stays, a restart sends it again. Say so.
                     tracing::error!(id, error = %e, "a delivered message could not be removed from the outbox");
                 }
+                if let Some(since) = args.health.delivered(channel) {
+                    catch_up(args, channel, since).await;
+                }
                 return;
             }
             Err(SendError::Transient(why)) => {
@@ -252,6 +257,9 @@ async fn attempt(args: &DispatcherArgs, record: OutboxRecord) {
     }
     let attempts = record.attempts.saturating_add(1);
     let id = message.id;
+    if !permanent && !gateways.is_empty() && args.health.failed(channel, crate::unix_now()) {
+        tracing::warn!(channel = channel.as_str(), reason = %last, "every gateway of the channel is failing; its messages wait in the outbox");
+    }
     if permanent || attempts >= args.retry.max_attempts {
         metrics::counter!(m::DELIVERY_FAILED_TOTAL, "channel" => channel.as_str()).increment(1);
         tracing::error!(id, attempts, reason = %last, "message is a dead letter");
@@ -268,6 +276,27 @@ async fn attempt(args: &DispatcherArgs, record: OutboxRecord) {
             .outbox
             .run(move |s| s.retry_later(id, attempts, at, &last))
             .await;
+    }
+}
+
+/// A channel's gateways answer again after failing since `since`: every message of the
+/// channel waiting out its back-off is due now, so that the codes users are waiting for go
+/// out within seconds of the gateway's return rather than at their next retry (minutes
+/// later after a long outage). The dispatcher fetches them when this attempt is done.
+async fn catch_up(args: &DispatcherArgs, channel: Channel, since: u64) {
+    let now = crate::unix_now() as i64;
+    match args
+        .outbox
+        .run(move |s| s.due_now(channel, now))
+        .await
+    {
+        Ok(waiting) => tracing::warn!(
+            channel = channel.as_str(),
+            failed_for_secs = (now as u64).saturating_sub(since),
+            waiting,
+            "the channel's gateway answers again; sending what waited"
+        ),
+        Err(e) => tracing::error!(channel = channel.as_str(), error = %e, "cannot bring the waiting messages forward; they go at their next retry"),
     }
 }
 

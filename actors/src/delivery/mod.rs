@@ -36,6 +36,36 @@ pub enum Channel {
 }
 
 impl Channel {
+    /// Every channel, in [`Channel::index`] order.
+    pub const ALL: [Channel; 5] = [
+        Channel::Sms,
+        Channel::Email,
+        Channel::Voice,
+        Channel::Fcm,
+        Channel::Apns,
+    ];
+
+    /// Its place in [`Channel::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            Channel::Sms => 0,
+            Channel::Email => 1,
+            Channel::Voice => 2,
+            Channel::Fcm => 3,
+            Channel::Apns => 4,
+        }
+    }
+
+    /// How a prompt names it to the user.
+    pub fn spoken(self) -> &'static str {
+        match self {
+            Channel::Sms => "text message",
+            Channel::Email => "e-mail",
+            Channel::Voice => "voice call",
+            Channel::Fcm | Channel::Apns => "push notification",
+        }
+    }
+
     /// `sms`, `email`, `voice`, `fcm` or `apns`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -111,6 +141,46 @@ pub fn render(template: &str, code: &str, channel: Channel, minutes: u64, days: 
         .replace("{days}", &days.to_string())
 }
 
+/// Whether each channel's gateways are failing, as the dispatcher last found them: set
+/// when a message failed on every gateway of its channel for a reason that may pass, and
+/// cleared by the next message delivered on it. A login that sends a code on a failing
+/// channel says so in its prompt.
+#[derive(Default)]
+pub struct ChannelHealth {
+    /// Per channel ([`Channel::index`]): when the failure began (Unix seconds), 0 when
+    /// the channel works.
+    failing_since: [std::sync::atomic::AtomicU64; 5],
+}
+
+impl ChannelHealth {
+    /// Whether `channel` is failing.
+    pub fn is_failing(&self, channel: Channel) -> bool {
+        self.failing_since[channel.index()].load(std::sync::atomic::Ordering::Relaxed) != 0
+    }
+
+    /// A message failed on every gateway of `channel`; returns whether that began a
+    /// failure.
+    pub fn failed(&self, channel: Channel, now: u64) -> bool {
+        self.failing_since[channel.index()]
+            .compare_exchange(
+                0,
+                now.max(1),
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
+    /// A message was delivered on `channel`; returns when the failure it ends began, if
+    /// one did.
+    pub fn delivered(&self, channel: Channel) -> Option<u64> {
+        match self.failing_since[channel.index()].swap(0, std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            since => Some(since),
+        }
+    }
+}
+
 /// The delivered-codes service shared by logins, the scheduler and the CLI-facing parts:
 /// templates, the per-destination limit, the outbox and the dispatcher's doorbell.
 pub struct Delivery {
@@ -118,6 +188,8 @@ pub struct Delivery {
     pub config: tollgate_config::DeliveryConfig,
     /// The outbox.
     pub outbox: Arc<outbox::Outbox>,
+    /// Which channels are failing.
+    pub health: Arc<ChannelHealth>,
     dispatcher: ractor::ActorRef<dispatcher::DispatcherMsg>,
     limiter: dashmap::DashMap<String, (u64, u32)>,
     used: tokio::sync::mpsc::Sender<(i64, i64)>,
@@ -158,6 +230,19 @@ impl Delivery {
         }
         entry.1 += 1;
         true
+    }
+
+    /// The Reply-Message of a challenge whose code went to `masked` on `channel`: the
+    /// usual prompt, or, while the channel's gateways are failing, the delayed one.
+    pub fn prompt(&self, channel: Channel, masked: &str) -> String {
+        if self.health.is_failing(channel) {
+            self.config
+                .delayed_prompt
+                .replace("{to}", masked)
+                .replace("{channel}", channel.spoken())
+        } else {
+            self.config.prompt.replace("{to}", masked)
+        }
     }
 
     /// Writes a real-time code's message to the outbox (durably) and wakes the
@@ -327,11 +412,13 @@ pub async fn start(
 ) -> Result<Started, StartError> {
     let outbox = outbox::Outbox::open(&config.data_dir)?;
     let routes = gateway_routes(config)?;
+    let health = Arc::new(ChannelHealth::default());
     let (dispatcher, _) = ractor::Actor::spawn(
         None,
         dispatcher::GatewayDispatcher,
         dispatcher::DispatcherArgs {
             outbox: Arc::clone(&outbox),
+            health: Arc::clone(&health),
             routes,
             workers: config.delivery.workers,
             retry: dispatcher::RetryPolicy {
@@ -347,6 +434,7 @@ pub async fn start(
     let delivery = Arc::new(Delivery {
         config: config.delivery.clone(),
         outbox: Arc::clone(&outbox),
+        health,
         dispatcher,
         limiter: dashmap::DashMap::new(),
         used: used_tx,
@@ -500,4 +588,25 @@ pub fn notify_push(
             Err(e) => tracing::error!(error = %e, "push notifications not written to the outbox"),
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_begins_once_and_ends_at_the_next_delivery() {
+        let health = ChannelHealth::default();
+        assert!(!health.is_failing(Channel::Email));
+        assert_eq!(health.delivered(Channel::Email), None);
+        assert!(health.failed(Channel::Email, 1_000));
+        assert!(!health.failed(Channel::Email, 1_005), "already failing");
+        assert!(health.is_failing(Channel::Email));
+        assert!(!health.is_failing(Channel::Sms));
+        assert_eq!(health.delivered(Channel::Email), Some(1_000));
+        assert!(!health.is_failing(Channel::Email));
+        for (i, c) in Channel::ALL.into_iter().enumerate() {
+            assert_eq!(c.index(), i);
+        }
+    }
 }

@@ -106,7 +106,7 @@ pub async fn settle(shared: &Arc<Shared>, client: &str, progress: Progress) -> D
             {
                 Ok(masked) => {
                     let sent = SentCode {
-                        prompt: shared.delivery.config.prompt.replace("{to}", &masked),
+                        prompt: shared.delivery.prompt(channel, &masked),
                         ttl_secs: shared.delivery.config.realtime_ttl_secs,
                         code,
                     };

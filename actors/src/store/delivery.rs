@@ -356,6 +356,15 @@ impl Store {
         )?)
     }
 
+    /// Makes every live message of `channel` due at `now` (those waiting out a back-off);
+    /// returns how many were waiting.
+    pub fn due_now(&mut self, channel: Channel, now: i64) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "UPDATE outbox SET next_attempt_at = ?2 WHERE dead = 0 AND channel = ?1 AND next_attempt_at > ?2",
+            params![channel.as_str(), now],
+        )?)
+    }
+
     /// A delivered message leaves the outbox.
     pub fn delivered(&mut self, id: i64) -> Result<(), StoreError> {
         self.conn
@@ -704,5 +713,38 @@ mod tests {
         );
         s.delivered(ids[0]).unwrap();
         assert_eq!(s.outbox_counts().unwrap(), (0, 0));
+    }
+
+    #[test]
+    fn a_channel_that_answers_again_brings_its_waiting_messages_forward() {
+        let (_dir, mut s) = store();
+        let message = |channel, to: &str| NewMessage {
+            channel,
+            to: to.into(),
+            subject: String::new(),
+            body: Zeroizing::new("Your passcode is 271828".into()),
+            user_id: None,
+            purpose: "realtime",
+        };
+        let ids = s
+            .enqueue(&[
+                message(Channel::Email, "a@example.com"),
+                message(Channel::Email, "b@example.com"),
+                message(Channel::Sms, "+447700900123"),
+            ])
+            .unwrap();
+        let later = now_unix() + 600;
+        for &id in &ids {
+            s.retry_later(id, 3, later, "connection refused").unwrap();
+        }
+        s.mark_dead(ids[1], 8, "connection refused").unwrap();
+        let now = now_unix();
+        assert!(s.due_messages(now, 10, &HashSet::new()).unwrap().is_empty());
+        // Only the live e-mail: not the dead letter, not the other channel.
+        assert_eq!(s.due_now(Channel::Email, now).unwrap(), 1);
+        let due = s.due_messages(now, 10, &HashSet::new()).unwrap();
+        assert_eq!(due.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[0]]);
+        assert_eq!(due[0].attempts, 3, "the attempts made are kept");
+        assert_eq!(s.due_now(Channel::Email, now).unwrap(), 0);
     }
 }
