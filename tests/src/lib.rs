@@ -551,6 +551,23 @@ impl RawClient {
         self.socket.recv(&mut buf).ok().map(|n| buf[..n].to_vec())
     }
 
+    /// The value of the first attribute of type `kind` in a reply (unverified; the
+    /// attributes are walked as laid out, and a malformed list ends the walk).
+    pub fn reply_attribute(reply: &[u8], kind: u8) -> Option<Vec<u8>> {
+        let mut i = 20;
+        while i + 2 <= reply.len() {
+            let (t, l) = (reply[i], usize::from(reply[i + 1]));
+            if l < 2 || i + l > reply.len() {
+                return None;
+            }
+            if t == kind {
+                return Some(reply[i + 2..i + l].to_vec());
+            }
+            i += l;
+        }
+        None
+    }
+
     /// Builds an Access-Request with User-Name and hidden User-Password.
     pub fn access_request(
         identifier: u8,

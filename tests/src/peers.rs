@@ -99,6 +99,11 @@ impl SmtpSink {
         self.spawn();
     }
 
+    /// The directory the messages are written to (`<n>.eml`).
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Every message received so far, as text, oldest first.
     pub fn messages(&self) -> Vec<String> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path())

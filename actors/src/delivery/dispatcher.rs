@@ -285,18 +285,16 @@ async fn attempt(args: &DispatcherArgs, record: OutboxRecord) {
 /// later after a long outage). The dispatcher fetches them when this attempt is done.
 async fn catch_up(args: &DispatcherArgs, channel: Channel, since: u64) {
     let now = crate::unix_now() as i64;
-    match args
-        .outbox
-        .run(move |s| s.due_now(channel, now))
-        .await
-    {
+    match args.outbox.run(move |s| s.due_now(channel, now)).await {
         Ok(waiting) => tracing::warn!(
             channel = channel.as_str(),
             failed_for_secs = (now as u64).saturating_sub(since),
             waiting,
             "the channel's gateway answers again; sending what waited"
         ),
-        Err(e) => tracing::error!(channel = channel.as_str(), error = %e, "cannot bring the waiting messages forward; they go at their next retry"),
+        Err(e) => {
+            tracing::error!(channel = channel.as_str(), error = %e, "cannot bring the waiting messages forward; they go at their next retry")
+        }
     }
 }
 

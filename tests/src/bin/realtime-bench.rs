@@ -50,7 +50,7 @@ fn main() {
         let reply = raw.recv().expect("the Access-Challenge");
         first.push(t0.elapsed());
         assert_eq!(reply[0], 11, "Access-Challenge for {user}");
-        let state = reply_state(&reply).expect("a State");
+        let state = RawClient::reply_attribute(&reply, attr::STATE).expect("a State");
         // The gateway's part: wait for the line in the file (not counted).
         let deadline = Instant::now() + Duration::from_secs(10);
         let code = loop {
@@ -92,20 +92,4 @@ fn main() {
             t[t.len() - 1]
         );
     }
-}
-
-/// The State attribute of a reply.
-fn reply_state(reply: &[u8]) -> Option<Vec<u8>> {
-    let mut i = 20;
-    while i + 2 <= reply.len() {
-        let (t, l) = (reply[i], usize::from(reply[i + 1]));
-        if l < 2 || i + l > reply.len() {
-            return None;
-        }
-        if t == attr::STATE {
-            return Some(reply[i + 2..i + l].to_vec());
-        }
-        i += l;
-    }
-    None
 }
