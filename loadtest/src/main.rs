@@ -253,6 +253,11 @@ struct RunArgs {
     /// triggers; 0 turns the care off.
     #[arg(long, default_value_t = 3)]
     lockout_guard: u32,
+    /// Percent of the logins whose every datagram is sent twice at once, as a NAS
+    /// retransmits: the server must answer the copy as the original (RFC 5080) or not at
+    /// all; a reply to the copy with another code is a failure.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    duplicates: u8,
     /// The server's HOTP look-ahead (`otp.hotp_lookahead`), so that wrong codes and
     /// replays are never valid by chance.
     #[arg(long, default_value_t = 10)]
@@ -674,6 +679,7 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
             timeout: timeout.max(Duration::from_secs(10)),
             threads: 1,
             lockout_guard: None,
+            duplicate_percent: 0,
             // The warm-up is about the server's first password checks: its phones
             // approve at once.
             approve_delay: (Duration::ZERO, Duration::ZERO),
@@ -733,6 +739,7 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
         timeout,
         threads: args.threads,
         lockout_guard,
+        duplicate_percent: args.duplicates,
         approve_delay: push
             .as_ref()
             .map_or((Duration::ZERO, Duration::ZERO), |link| {
@@ -760,6 +767,7 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
         timeout_ms,
         threads: outcome.threads,
         warmup: args.warmup,
+        duplicates_percent: args.duplicates,
         users: users.len(),
         lockout_guard,
         hotp_lookahead: args.hotp_lookahead,

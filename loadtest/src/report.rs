@@ -173,6 +173,9 @@ pub struct ConfigReport {
     pub threads: usize,
     /// `--warmup`.
     pub warmup: bool,
+    /// `--duplicates`.
+    #[serde(default)]
+    pub duplicates_percent: u8,
     /// Users in the state file.
     pub users: usize,
     /// `--lockout-guard` (absent when not applied).
@@ -500,7 +503,11 @@ impl Report {
             harness_cpu,
             push: None,
             timeline: outcome.timeline.clone(),
-            passed: c.failures == 0 && c.timeouts == 0 && c.bad_replies == 0 && c.send_errors == 0,
+            passed: c.failures == 0
+                && c.timeouts == 0
+                && c.bad_replies == 0
+                && c.send_errors == 0
+                && c.duplicate_mismatches == 0,
         }
     }
 
@@ -571,6 +578,13 @@ impl Report {
             "replies      {} verified ({} accept, {} reject, {} challenge), {} bad, {} stray, {} unexpected",
             c.answered, c.accepts, c.rejects, c.challenges, c.bad_replies, c.stray_replies, c.unexpected_replies
         );
+        if c.duplicates_sent > 0 {
+            let _ = writeln!(
+                s,
+                "duplicates   {} sent, {} answered again ({} with another code)",
+                c.duplicates_sent, c.duplicate_replies, c.duplicate_mismatches
+            );
+        }
         if self.by_kind.len() > 1 || self.by_kind.keys().any(|k| k != "accept") {
             for (name, k) in &self.by_kind {
                 let _ = writeln!(
@@ -737,6 +751,7 @@ mod tests {
             warmup: true,
             users: 100,
             lockout_guard: Some(3),
+            duplicates_percent: 0,
             hotp_lookahead: 10,
             reply_message_authenticator_required: true,
         }

@@ -83,6 +83,8 @@ pub struct Phase {
     pub threads: usize,
     /// See [`WorkerSetup::lockout_guard`].
     pub lockout_guard: Option<u32>,
+    /// See [`WorkerSetup::duplicate_percent`].
+    pub duplicate_percent: u8,
     /// Push logins: the shortest and longest delay from a login's send to its approval
     /// (see [`WorkerSetup::approve_delay`]).
     pub approve_delay: (Duration, Duration),
@@ -205,6 +207,7 @@ pub fn run_phase(
             started: Arc::clone(&started),
             stop: Arc::clone(stop),
             lockout_guard: phase.lockout_guard,
+            duplicate_percent: phase.duplicate_percent,
             approve_delay: phase.approve_delay,
             lookahead: target.lookahead,
             params: target.params,

@@ -85,6 +85,14 @@ counters! {
         /// Failure kinds sent as good logins because no eligible user was free (a replay
         /// needs a user with an accepted code; any failure kind needs a user far from lockout).
         pub substituted,
+        /// `--duplicates`: datagrams sent a second time at once, as a NAS retransmits (not
+        /// in `sent`).
+        pub duplicates_sent,
+        /// Verified replies to a duplicate after its first copy was answered.
+        pub duplicate_replies,
+        /// Of those, replies whose code differs from the first reply's: the server answered
+        /// one request twice, differently (counted in `failures` too).
+        pub duplicate_mismatches,
     }
 }
 

@@ -136,6 +136,9 @@ pub struct WorkerSetup {
     /// Whether a reply without a Message-Authenticator is refused (as it should be: only
     /// servers from before the BlastRADIUS fixes, such as FreeRADIUS before 3.2.5, omit it).
     pub require_reply_ma: bool,
+    /// Percent of the transactions that expect a reply whose every datagram is sent twice
+    /// at once, as a NAS retransmits (`--duplicates`).
+    pub duplicate_percent: u8,
     /// Where to hand the counts once a second; without it they are returned at the end.
     pub report: Option<Sender<Stats>>,
     /// Push logins: the approvers, which approve each login after the delay the worker
@@ -156,6 +159,13 @@ pub struct WorkerResult {
 
 /// A free slot of the in-flight table.
 const FREE: u32 = u32::MAX;
+/// A slot whose transaction is answered but whose identifier is kept from reuse, because a
+/// second reply (to a duplicate of its datagram) may still come.
+const KEPT: u32 = u32::MAX - 1;
+
+/// How long an answered duplicated datagram's identifier is kept (at most the timeout):
+/// far longer than the server takes to answer the second copy.
+const KEEP_FOR: Duration = Duration::from_secs(1);
 
 /// One identifier of one socket: the datagram in flight with it, if any.
 #[derive(Copy, Clone, Debug)]
@@ -168,6 +178,9 @@ struct Slot {
     authenticator: [u8; 16],
     /// Where the latency of this datagram is measured from.
     measure_from: Instant,
+    /// [`KEPT`] slots: the code of the first reply, which a reply to the duplicate must
+    /// repeat.
+    first_code: u8,
 }
 
 /// A socket with its identifiers and in-flight table.
@@ -192,6 +205,8 @@ struct Txn {
     sock: usize,
     /// The State of the challenge to answer.
     state: Vec<u8>,
+    /// Whether each datagram is sent twice (`--duplicates`).
+    twice: bool,
 }
 
 /// When a datagram times out.
@@ -240,8 +255,12 @@ pub struct Worker {
     lookahead: u64,
     params: TokenParams,
     require_reply_ma: bool,
+    duplicate_percent: u8,
     report: Option<Sender<Stats>>,
     push: Option<Arc<PushLink>>,
+    /// Identifiers of answered duplicated datagrams, kept from reuse until their second
+    /// reply can no longer come, oldest first.
+    kept: VecDeque<Deadline>,
     /// Push logins of this worker held now, and since when (for the time integral).
     held: u64,
     held_since: Instant,
@@ -292,6 +311,7 @@ impl Worker {
                         seq: 0,
                         authenticator: [0; 16],
                         measure_from: setup.start,
+                        first_code: 0,
                     };
                     256
                 ],
@@ -317,6 +337,8 @@ impl Worker {
             lookahead: setup.lookahead,
             params: setup.params,
             require_reply_ma: setup.require_reply_ma,
+            duplicate_percent: setup.duplicate_percent,
+            kept: VecDeque::new(),
             report: setup.report,
             push: setup.push,
             held: 0,
@@ -475,7 +497,7 @@ impl Worker {
         // keeps them from waking the loop for nothing.
         while let Some(d) = self.deadlines.front() {
             let slot = &self.socks[d.sock].slots[usize::from(d.id)];
-            if slot.txn != FREE && slot.seq == d.seq {
+            if slot.txn != FREE && slot.txn != KEPT && slot.seq == d.seq {
                 break;
             }
             self.deadlines.pop_front();
@@ -483,6 +505,9 @@ impl Worker {
         let mut wake = next_report;
         if let Some(d) = self.deadlines.front() {
             wake = wake.min(d.at);
+        }
+        if let Some(k) = self.kept.front() {
+            wake = wake.min(k.at);
         }
         let mut precise = false;
         if self.sending {
@@ -593,6 +618,9 @@ impl Worker {
             self.stats.counts.substituted += 1;
         }
         let t = self.alloc_txn(kind, user, intended, sock);
+        self.txns[t].twice = kind.expects_reply()
+            && self.duplicate_percent > 0
+            && self.rng.gen_range(0..100u8) < self.duplicate_percent;
         self.active += 1;
         if kind.expects_reply() {
             self.expecting += 1;
@@ -709,6 +737,7 @@ impl Worker {
             counter: None,
             sock,
             state: Vec::new(),
+            twice: false,
         };
         match self.free_txns.pop() {
             Some(t) => {
@@ -740,12 +769,16 @@ impl Worker {
             self.socks[s].ids.release(id);
             return false;
         }
+        if self.txns[t].twice && self.socks[s].socket.send(&self.out).is_ok() {
+            self.stats.counts.duplicates_sent += 1;
+        }
         self.seq += 1;
         self.socks[s].slots[usize::from(id)] = Slot {
             txn: t as u32,
             seq: self.seq,
             authenticator,
             measure_from,
+            first_code: 0,
         };
         self.deadlines.push_back(Deadline {
             at: now + self.timeout,
@@ -874,6 +907,10 @@ impl Worker {
             self.stats.counts.stray_replies += 1;
             return;
         }
+        if slot.txn == KEPT {
+            self.on_duplicate_reply(packet, &slot);
+            return;
+        }
         let t = slot.txn as usize;
         if !self.txns[t].kind.expects_reply() {
             // The server should have dropped this datagram; any answer at all is a fault.
@@ -923,9 +960,49 @@ impl Worker {
                 link.show_prompt(self.users.get(u).index, &shown);
             }
         }
-        self.free_slot(s, id);
+        if self.txns[t].twice {
+            self.keep_slot(s, id, code, now);
+        } else {
+            self.free_slot(s, id);
+        }
         self.answered_at = arrived;
         self.step(t, Some(code), now);
+    }
+
+    /// A reply for an answered datagram that was sent twice: it must verify, and repeat
+    /// the first reply's code (RFC 5080 section 2.2.2: a duplicate gets the same answer,
+    /// or none).
+    fn on_duplicate_reply(&mut self, packet: Packet<'_>, slot: &Slot) {
+        match verify_response(
+            packet,
+            &slot.authenticator,
+            &self.secret,
+            self.require_reply_ma,
+        ) {
+            Ok(reply) => {
+                self.stats.counts.duplicate_replies += 1;
+                if reply.code().as_u8() != slot.first_code {
+                    self.stats.counts.duplicate_mismatches += 1;
+                    self.stats.counts.failures += 1;
+                }
+            }
+            Err(_) => self.stats.counts.bad_replies += 1,
+        }
+    }
+
+    /// Keeps identifier `id` of socket `s` from reuse for [`KEEP_FOR`] after its first
+    /// reply (`code`), so that a reply to its duplicate cannot be taken for another
+    /// request's.
+    fn keep_slot(&mut self, s: usize, id: u8, code: Code, now: Instant) {
+        let slot = &mut self.socks[s].slots[usize::from(id)];
+        slot.txn = KEPT;
+        slot.first_code = code.as_u8();
+        self.kept.push_back(Deadline {
+            at: now + KEEP_FOR.min(self.timeout),
+            sock: s,
+            id,
+            seq: slot.seq,
+        });
     }
 
     /// Moves transaction `t` on after a reply (or, with `None`, a timeout).
@@ -1042,13 +1119,23 @@ impl Worker {
 
     /// Times out every datagram whose deadline has passed.
     fn expire(&mut self, now: Instant) {
+        while let Some(k) = self.kept.front().copied() {
+            if k.at > now {
+                break;
+            }
+            self.kept.pop_front();
+            let slot = &self.socks[k.sock].slots[usize::from(k.id)];
+            if slot.txn == KEPT && slot.seq == k.seq {
+                self.free_slot(k.sock, k.id);
+            }
+        }
         while let Some(d) = self.deadlines.front().copied() {
             if d.at > now {
                 return;
             }
             self.deadlines.pop_front();
             let slot = self.socks[d.sock].slots[usize::from(d.id)];
-            if slot.txn == FREE || slot.seq != d.seq {
+            if slot.txn == FREE || slot.txn == KEPT || slot.seq != d.seq {
                 continue;
             }
             self.free_slot(d.sock, d.id);

@@ -198,6 +198,42 @@ fn the_harness_drives_a_real_server_without_a_single_failure() {
     assert_eq!(count(&r, "accepts"), 200);
     assert_eq!(r["open_loop"]["started"], 200);
 
+    // Half the logins sent twice at once, as a NAS retransmits: each copy is answered as
+    // its original (the server's duplicate cache) or not at all, never refused as a replay.
+    let r = harness_run(
+        server.addr,
+        &lt,
+        &secret,
+        &[
+            "--scenario",
+            "passcode",
+            "--concurrency",
+            "4",
+            "--duration",
+            "15",
+            "--max-requests",
+            "200",
+            "--duplicates",
+            "50",
+            "--timeout-ms",
+            "5000",
+        ],
+    );
+    assert_eq!(count(&r, "accepts"), 200);
+    assert_eq!(count(&r, "ok"), 200);
+    let duplicates = count(&r, "duplicates_sent");
+    assert!((50..=150).contains(&duplicates), "{duplicates} duplicates");
+    for zero in [
+        "failures",
+        "timeouts",
+        "bad_replies",
+        "stray_replies",
+        "duplicate_mismatches",
+    ] {
+        assert_eq!(count(&r, zero), 0, "{zero}");
+    }
+    assert_eq!(r["passed"], true);
+
     let state: Value =
         serde_json::from_str(&std::fs::read_to_string(lt.join("state.json")).unwrap()).unwrap();
     let users = state["users"].as_array().expect("users");

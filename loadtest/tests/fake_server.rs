@@ -145,6 +145,7 @@ fn check(load: Load, threads: usize, max: Option<u64>, duration: Duration) -> u6
         timeout: Duration::from_secs(5),
         threads,
         lockout_guard: None,
+        duplicate_percent: 0,
         approve_delay: (Duration::ZERO, Duration::ZERO),
         progress: false,
     };
