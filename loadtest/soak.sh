@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# The soak: DURATION seconds (30 minutes) of mixed traffic at half of what the server
+# answers in a closed loop, watching its memory and its error counters.
+#
+# The server runs at its default settings (audit lines in the log; the log is kept without
+# them, so that half an hour of decisions does not fill the disk) pinned to SERVER_CORE, the
+# harness on HARNESS_CORE. Two user sets (USERS each, password + HOTP) are served by two
+# clients: one in append mode, one in challenge mode (a password, then the code under the
+# challenge's State). The script first measures the closed-loop maximum M (append logins,
+# 16 in flight, 10 s); then two open loops run side by side: append at 0.3 x M requests/s and
+# challenge at 0.1 x M logins/s (two datagrams each), so that 0.5 x M datagrams/s are offered,
+# each a mix of good logins, wrong codes, replays, unknown users, wrong passwords, a bad
+# shared secret (a Message-Authenticator that does not verify) and malformed datagrams, with
+# DUPLICATES percent of the logins' datagrams sent twice at once, as a NAS retransmits.
+#
+# Every SAMPLE_SECS it records the server's RSS; at the end it prints the RSS after the
+# warm-up (WARMUP_SECS): first, last, smallest, largest, and the largest departure from the
+# first (the soak passes at 10 % or less); the harnesses' verdicts; and the server's error
+# counters beside what was sent to provoke them. It fails (exit 1) when the RSS moved more
+# than 10 %, a harness saw a failure, a timeout or a bad reply, or the server counted a store,
+# journal or audit error, a shed request or an actor restart.
+#
+# Knobs (environment): DURATION (1800), WARMUP_SECS (300), SAMPLE_SECS (10), USERS (500),
+# DUPLICATES (5), SERVER_CORE (1), HARNESS_CORE (0), TOLLGATE_BIN, LOADTEST_BIN, KEEP (0).
+# Not in CI: it takes DURATION plus about two minutes.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-1800}
+WARMUP_SECS=${WARMUP_SECS:-300}
+SAMPLE_SECS=${SAMPLE_SECS:-10}
+USERS=${USERS:-500}
+DUPLICATES=${DUPLICATES:-5}
+SERVER_CORE=${SERVER_CORE:-1}
+HARNESS_CORE=${HARNESS_CORE:-0}
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+TOLLGATE_BIN=${TOLLGATE_BIN:-$TARGET_DIR/release/tollgate}
+LOADTEST_BIN=${LOADTEST_BIN:-$TARGET_DIR/release/tollgate-loadtest}
+MIX=accept=18000,reject=800,replay=800,bad-secret=200,malformed=200,unknown-user=1,bad-password=1
+
+SCRIPT=soak
+# shellcheck source=loadtest/script-common.sh
+source "loadtest/script-common.sh"
+
+[ "$WARMUP_SECS" -lt "$DURATION" ] || die "WARMUP_SECS must be below DURATION"
+need_commands jq:jq taskset:util-linux ss:iproute2 curl:curl
+need_server_and_harness
+
+say "setting up 2 x $USERS users (password + HOTP): Argon2id hashing takes a while"
+"$LOADTEST_BIN" setup --users "$USERS" --dir "$tmp/append" --passwords --prefix ap >/dev/null
+"$LOADTEST_BIN" setup --users "$USERS" --dir "$tmp/challenge" --passwords --prefix ch >/dev/null
+port=$(free_port)
+metrics=$(free_port)
+cat >"$tmp/tollgate.toml" <<TOML
+data_dir = "$tmp/data"
+
+[radius]
+listen = ["127.0.0.1:$port"]
+
+[metrics]
+listen = "127.0.0.1:$metrics"
+TOML
+tollgate() { "$TOLLGATE_BIN" --config "$tmp/tollgate.toml" "$@"; }
+for set in append challenge; do
+    tollgate user import "$tmp/$set/users.csv" >/dev/null
+    tollgate token import "$tmp/$set/seeds.csv" >/dev/null
+done
+tollgate client add soak-append --address 127.0.0.0/16 --secret-stdin --mode append <"$tmp/append/secret" >/dev/null
+tollgate client add soak-challenge --address 127.1.0.0/16 --secret-stdin --mode challenge <"$tmp/challenge/secret" >/dev/null
+# The log without the audit lines (one per decision), which would fill the disk.
+taskset -c "$SERVER_CORE" "$TOLLGATE_BIN" --config "$tmp/tollgate.toml" serve \
+    2> >(grep -v --line-buffered 'tollgate::audit' >"$tmp/log") >"$tmp/out" &
+server=$!
+pids+=("$server")
+for _ in $(seq 1 100); do grep -q "listening on" "$tmp/out" 2>/dev/null && break; sleep 0.1; done
+grep -q "listening on" "$tmp/out" || { cat "$tmp/log" >&2; die "the server did not start"; }
+
+harness() {
+    local set=$1
+    shift
+    timeout $((DURATION + 300)) taskset -c "$HARNESS_CORE" "$LOADTEST_BIN" run \
+        --server "127.0.0.1:$port" --secret-stdin --dir "$tmp/$set" --quiet "$@" \
+        <"$tmp/$set/secret" 2>>"$tmp/harness-$set.err"
+}
+say "warm-up: every user logs in once"
+harness append --scenario append --concurrency 16 --duration 1 --max-requests 1 --warmup >/dev/null || true
+harness challenge --scenario challenge --source-base 127.1.0.1 --concurrency 16 --duration 1 \
+    --max-requests 1 --warmup >/dev/null || true
+say "measuring the closed-loop maximum (append, 16 in flight, 10 s)"
+harness append --scenario append --concurrency 16 --duration 10 --json "$tmp/max.json" >/dev/null || true
+max=$(jq '.throughput.answered_per_sec' "$tmp/max.json")
+rate_append=$(awk -v m="$max" 'BEGIN { printf "%d", m * 0.3 }')
+rate_challenge=$(awk -v m="$max" 'BEGIN { printf "%d", m * 0.1 }')
+[ "$rate_challenge" -gt 0 ] || die "the server answered almost nothing ($max/s)"
+say "maximum $(printf '%.0f' "$max")/s: soaking $DURATION s at $rate_append append requests/s + $rate_challenge challenge logins/s"
+
+metric() {
+    curl -s "127.0.0.1:$metrics/metrics" |
+        awk -v p="$1" '$0 ~ "^" p { s += $NF } END { printf "%d", s }'
+}
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$server/status"; }
+before_store=$(metric tollgate_store_errors_total)
+harness append --scenario mix --mix "$MIX" --duplicates "$DUPLICATES" --rate "$rate_append" \
+    --duration "$DURATION" --json "$tmp/append.json" >/dev/null &
+h1=$!
+harness challenge --scenario mix --login challenge --source-base 127.1.0.1 --mix "$MIX" \
+    --duplicates "$DUPLICATES" --rate "$rate_challenge" --duration "$DURATION" \
+    --json "$tmp/challenge.json" >/dev/null &
+h2=$!
+pids+=("$h1" "$h2")
+start=$(date +%s)
+: >"$tmp/rss.tsv"
+while kill -0 "$h1" 2>/dev/null || kill -0 "$h2" 2>/dev/null; do
+    printf '%s\t%s\n' $(($(date +%s) - start)) "$(rss_kb)" >>"$tmp/rss.tsv"
+    sleep "$SAMPLE_SECS"
+done
+wait "$h1" || true
+wait "$h2" || true
+printf '%s\t%s\n' $(($(date +%s) - start)) "$(rss_kb)" >>"$tmp/rss.tsv"
+curl -s "127.0.0.1:$metrics/metrics" >"$tmp/metrics.txt"
+
+# --- What it saw ---------------------------------------------------------------------------
+printf '\nsoak: %s s, closed-loop maximum %.0f/s; append %s requests/s + challenge %s logins/s, mix %s, %s %% duplicated; server on core %s (default settings)\n\n' \
+    "$DURATION" "$max" "$rate_append" "$rate_challenge" "$MIX" "$DUPLICATES" "$SERVER_CORE"
+awk -F'\t' -v w="$WARMUP_SECS" '
+    $1 >= w { n++; if (n == 1) first = $2; last = $2; if (min == "" || $2 < min) min = $2; if ($2 > max) max = $2 }
+    END {
+        d = (max - first > first - min) ? max - first : first - min
+        printf "RSS after %d s of warm-up (%d samples): first %.1f MB, last %.1f MB, min %.1f MB, max %.1f MB; largest departure from the first %.1f %%\n", w, n, first / 1024, last / 1024, min / 1024, max / 1024, d / first * 100
+        exit (d / first > 0.10)
+    }' "$tmp/rss.tsv" && rss_ok=1 || rss_ok=0
+awk -F'\t' 'NR == 1 { printf "RSS at the start of the soak: %.1f MB\n", $2 / 1024 }' "$tmp/rss.tsv"
+for set in append challenge; do
+    jq -r --arg set "$set" '"\($set): sent \(.counts.sent) datagrams (+\(.counts.duplicates_sent) duplicates, \(.counts.duplicate_replies) answered again, \(.counts.duplicate_mismatches) differently); ok \(.counts.ok), failures \(.counts.failures), timeouts \(.counts.timeouts), bad replies \(.counts.bad_replies), dropped as expected \(.counts.dropped_as_expected); p50 \(.latency_us.p50) µs, p99 \(.latency_us.p99) µs, p99.9 \(.latency_us.p999) µs"' "$tmp/$set.json"
+done
+probes=$(jq -s '[.[] | .by_kind["bad-secret"].started // 0, .by_kind.malformed.started // 0] | add' "$tmp/append.json" "$tmp/challenge.json")
+printf '\nserver counters (whole run, warm-up included) beside what the harnesses sent:\n'
+grep -E '^tollgate_radius_dropped_total|^tollgate_radius_duplicates_total|^tollgate_radius_rejects_total' "$tmp/metrics.txt" | sed 's/^/  /'
+printf '  (bad-secret + malformed probes sent in the soak: %s)\n' "$probes"
+bad=0
+for series in tollgate_store_errors_total tollgate_journal_errors_total tollgate_audit_dropped_total \
+    tollgate_shed_total tollgate_actor_restarts_total; do
+    n=$(awk -v p="$series" '$0 ~ "^" p { s += $NF } END { printf "%d", s }' "$tmp/metrics.txt")
+    printf '  %-32s %s\n' "$series" "$n"
+    [ "$n" = 0 ] || bad=1
+done
+printf '  warnings and errors in the log: %s\n' "$(grep -cE ' (WARN|ERROR) ' "$tmp/log" || true)"
+
+fail=0
+[ "$rss_ok" = 1 ] || { say "FAIL: the RSS moved more than 10 % after the warm-up"; fail=1; }
+for set in append challenge; do
+    [ "$(jq '.passed' "$tmp/$set.json")" = true ] || { say "FAIL: the $set harness saw failures"; fail=1; }
+done
+[ "$bad" = 0 ] || { say "FAIL: the server counted errors it was not sent"; fail=1; }
+[ "$before_store" = 0 ] || say "note: store errors before the soak: $before_store"
+exit "$fail"
