@@ -211,6 +211,7 @@ async fn attempt(args: &DispatcherArgs, record: OutboxRecord) {
     };
     let message = Message {
         id: record.id,
+        key: record.key,
         channel,
         to: record.to,
         subject: record.subject,

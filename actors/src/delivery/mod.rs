@@ -94,6 +94,10 @@ impl Channel {
 pub struct Message {
     /// Outbox id (unique; gateways may pass it on as an idempotency key).
     pub id: i64,
+    /// Drawn at random when the message was written and the same at every attempt: with
+    /// `id`, a name for the message that no other message shares, even one whose id the
+    /// store reused (the SMTP gateway's Message-ID).
+    pub key: u64,
     /// The channel.
     pub channel: Channel,
     /// Mobile number (E.164 as given) or e-mail address.

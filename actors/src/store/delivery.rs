@@ -157,6 +157,10 @@ pub struct OutboxRecord {
     pub purpose: String,
     /// When it was written.
     pub created_at: i64,
+    /// A random number drawn when it was written (the nonce that seals its body, which is
+    /// no secret): with the id, it names the message to a gateway the same way at every
+    /// attempt, across restarts, and differently from any other message.
+    pub key: u64,
     /// Attempts so far.
     pub attempts: u32,
     /// When it is next tried.
@@ -302,7 +306,12 @@ impl Store {
         } else {
             None
         };
+        let mut key = [0u8; 8];
+        if let Some(nonce) = sealed.get(..8) {
+            key.copy_from_slice(nonce);
+        }
         Ok(OutboxRecord {
+            key: u64::from_be_bytes(key),
             id,
             channel: Channel::parse(&channel).unwrap_or(Channel::Sms),
             to: r.get(2)?,
@@ -744,6 +753,14 @@ mod tests {
         assert_eq!(s.due_now(Channel::Email, now).unwrap(), 1);
         let due = s.due_messages(now, 10, &HashSet::new()).unwrap();
         assert_eq!(due.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[0]]);
+        // A message keeps its key from attempt to attempt; no two messages share one.
+        let all = s.outbox(false, 10).unwrap();
+        let again = s.outbox(false, 10).unwrap();
+        assert_eq!(
+            all.iter().map(|m| m.key).collect::<Vec<_>>(),
+            again.iter().map(|m| m.key).collect::<Vec<_>>()
+        );
+        assert_ne!(all[0].key, all[1].key);
         assert_eq!(due[0].attempts, 3, "the attempts made are kept");
         assert_eq!(s.due_now(Channel::Email, now).unwrap(), 0);
     }

@@ -187,21 +187,28 @@ listen = "127.0.0.1:{metrics}"
     let page = tollgate_tests::http_get(metrics, "/metrics").unwrap_or_default();
     let dead = metric(&page, "tollgate_delivery_dead_letters").unwrap_or(f64::NAN);
 
-    // Every (recipient, code) pair the mail server got, and how often.
+    // Every message the mail server got, by its Message-ID (the same at every attempt of
+    // one outbox message), and how often; each must hold a code.
     let mails = smtp.messages();
-    let mut pairs: HashMap<(String, String), u32> = HashMap::new();
+    let mut ids: HashMap<String, u32> = HashMap::new();
+    let mut without_code = 0;
     for m in &mails {
-        let rcpt = m
+        let id = m
             .lines()
-            .next()
-            .and_then(|l| l.strip_prefix("X-Rcpt: "))
-            .unwrap_or("")
-            .to_owned();
-        let code = code_in(mail_body(m), 6).unwrap_or_default();
-        *pairs.entry((rcpt, code)).or_default() += 1;
+            .take_while(|l| !l.is_empty())
+            .find_map(|l| {
+                l.split_once(':')
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("message-id"))
+                    .map(|(_, v)| v.trim().to_owned())
+            })
+            .unwrap_or_default();
+        if code_in(mail_body(m), 6).is_none() {
+            without_code += 1;
+        }
+        *ids.entry(id).or_default() += 1;
     }
-    let twice = pairs.values().filter(|&&n| n > 1).count();
-    let distinct = pairs.len() as u64;
+    let twice = ids.values().filter(|&&n| n > 1).count();
+    let distinct = ids.len() as u64;
     let lost = requested.saturating_sub(distinct);
 
     println!();
@@ -223,7 +230,7 @@ listen = "127.0.0.1:{metrics}"
     }
     println!();
     println!(
-        "codes requested {requested}; messages received {}; distinct codes received {distinct}; lost {lost}; sent twice {twice}; dead letters {dead}",
+        "codes requested {requested}; messages received {}; distinct Message-IDs {distinct}; lost {lost}; received twice {twice}; without a code {without_code}; dead letters {dead}",
         mails.len()
     );
     match backlog {
@@ -236,7 +243,7 @@ listen = "127.0.0.1:{metrics}"
         ),
     }
     let not_challenged = before.other + during.other + after.other;
-    let failed = lost > 0 || twice > 0 || not_challenged > 0;
+    let failed = lost > 0 || twice > 0 || not_challenged > 0 || without_code > 0;
     if failed {
         eprintln!("FAIL: {lost} lost, {twice} sent twice, {not_challenged} logins not challenged");
         std::process::exit(1);

@@ -106,6 +106,7 @@ mod tests {
 
     fn message(id: i64, body: &str) -> Message {
         Message {
+            key: 7,
             id,
             channel: Channel::Email,
             to: "alice@example.com".to_owned(),

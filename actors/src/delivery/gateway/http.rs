@@ -397,6 +397,7 @@ mod tests {
 
     fn sms(to: &str, body: &str) -> Message {
         Message {
+            key: 7,
             id: 31,
             channel: Channel::Sms,
             to: to.to_owned(),

@@ -310,6 +310,7 @@ mod tests {
 
     fn message(channel: Channel) -> Message {
         Message {
+            key: 7,
             id: 7,
             channel,
             to: "+15550001111".to_owned(),

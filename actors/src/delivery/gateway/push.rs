@@ -126,6 +126,7 @@ mod tests {
 
     fn message(body: &str) -> Message {
         Message {
+            key: 7,
             id: 1,
             channel: Channel::Fcm,
             to: "token".to_owned(),

@@ -7,7 +7,10 @@
 //! certificate is checked against `ca_file` or the system's roots.
 //!
 //! The e-mail is `text/plain; charset=utf-8` with From, To, Subject, Date and a
-//! Message-ID of our own (`<outbox id>.<random>@<sender's domain>`).
+//! Message-ID of our own (`<outbox id>.<message key>@<sender's domain>`), the same at every
+//! attempt: when a relay takes a message and fails before it says so (a crash in the middle
+//! of the transaction), the retry is a second copy that SMTP cannot prevent, but one that
+//! names itself the same message, so that mail systems and clients can fold the two.
 
 use std::time::Duration;
 
@@ -16,7 +19,6 @@ use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use rand::Rng;
 use tollgate_config::{GatewayConfig, SmtpTls};
 
 use super::{GatewayError, SendError};
@@ -93,12 +95,7 @@ impl SmtpGateway {
         let to: Mailbox = msg.to.parse().map_err(|_| {
             SendError::Permanent("the destination is not an e-mail address".to_owned())
         })?;
-        let message_id = format!(
-            "<{}.{:016x}@{}>",
-            msg.id,
-            rand::thread_rng().gen::<u64>(),
-            self.from.email.domain()
-        );
+        let message_id = format!("<{}.{:016x}@{}>", msg.id, msg.key, self.from.email.domain());
         let email = lettre::Message::builder()
             .from(self.from.clone())
             .to(to)
