@@ -91,11 +91,7 @@ harness() {
         --server "127.0.0.1:$port" --secret-stdin --dir "$tmp/lt" --quiet "$@" \
         <"$tmp/lt/secret" 2>>"$tmp/harness.err"
 }
-# The sum of every series of a metric family whose line matches PATTERN.
-metric() {
-    curl -s "127.0.0.1:$metrics/metrics" |
-        awk -v p="$1" '$0 ~ "^" p { s += $NF } END { printf "%d", s }'
-}
+metric() { metric_sum "$metrics" "$1"; }
 fill() {
     # Big blocks first, then small ones for the last bytes; both stop at "No space left".
     dd if=/dev/zero of="$data/filler" bs=1M status=none 2>/dev/null || true

@@ -4,7 +4,7 @@
 # temporary directory in $tmp that is removed on every exit (KEEP=1 keeps it) together with
 # the processes whose pids it adds to the `pids` array (a function `before_cleanup`, if the
 # script defines one, runs first), need_commands, need_server_and_harness, free_port,
-# cpu_ticks, median, and for scripts with a directory (BIN set to the release binaries)
+# cpu_ticks, median, metric_sum, and for scripts with a directory (BIN set to the release binaries)
 # start_slapd_fixture, fixture_fact, fixture_wait and harness_directory_users.
 
 say() { printf '%s\n' "$*" >&2; }
@@ -67,6 +67,13 @@ cpu_ticks() {
     stat=$(cat "/proc/$1/stat") || die "process $1 is gone"
     stat=${stat##*) }
     awk '{ print $12 + $13 }' <<<"$stat"
+}
+
+# The sum of every series whose line starts with PATTERN on the metrics page of a server
+# whose [metrics] listen is 127.0.0.1:PORT, as a whole number. Usage: metric_sum PORT PATTERN
+metric_sum() {
+    curl -s "127.0.0.1:$1/metrics" |
+        awk -v p="$2" '$0 ~ "^" p { s += $NF } END { printf "%d", s }'
 }
 
 # The median of the numbers on standard input, one per line.

@@ -16,53 +16,8 @@ use serde::{Deserialize, Serialize};
 use crate::mix::Kind;
 use crate::push::approver::{AppStats, PushConfig};
 use crate::run::{Load, PhaseOutcome};
-use crate::stats::{Counts, KindCounts};
+use crate::stats::{Counts, KindCounts, Second};
 use crate::sys::{rfc3339, unix_ms};
-
-/// One second of a run, as the progress line shows it: what was sent in it, what ended in
-/// it and how, and the latency of the replies that arrived in it. Fault scripts read the
-/// series to see when a fault began to cost and when it stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Second {
-    /// Seconds from the start of the phase to the end of this window.
-    pub at_secs: f64,
-    /// Datagrams sent.
-    pub sent: u64,
-    /// Replies received and verified.
-    pub answered: u64,
-    /// Transactions that ended as expected.
-    pub ok: u64,
-    /// Transactions that ended otherwise (a wrong answer).
-    pub failures: u64,
-    /// Transactions that ended without the reply they expected.
-    pub timeouts: u64,
-    /// Median latency of the replies received (µs; 0 when none).
-    pub p50_us: u64,
-    /// Largest latency of the replies received (µs; 0 when none).
-    pub max_us: u64,
-}
-
-impl Second {
-    /// The summary of one window of `stats`, ending `at` after the start.
-    pub fn of(at: std::time::Duration, stats: &crate::stats::Stats) -> Second {
-        let c = &stats.counts;
-        let (p50_us, max_us) = if stats.latency.is_empty() {
-            (0, 0)
-        } else {
-            (stats.latency.value_at_quantile(0.5), stats.latency.max())
-        };
-        Second {
-            at_secs: round3(at.as_secs_f64()),
-            sent: c.sent,
-            answered: c.answered,
-            ok: c.ok,
-            failures: c.failures,
-            timeouts: c.timeouts,
-            p50_us,
-            max_us,
-        }
-    }
-}
 
 /// Latency percentiles in microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -115,7 +115,7 @@ pub struct PhaseOutcome {
     /// Worker threads used.
     pub threads: usize,
     /// Each second of the phase (the windows of the progress line).
-    pub timeline: Vec<crate::report::Second>,
+    pub timeline: Vec<crate::stats::Second>,
 }
 
 /// Runs `phase` with `users`, and gives the users back with their counters advanced.
@@ -241,7 +241,7 @@ pub fn run_phase(
                 Err(RecvTimeoutError::Disconnected) => {
                     let now = Instant::now();
                     if window.counts.sent + window.counts.answered + window.counts.timeouts > 0 {
-                        timeline.push(crate::report::Second::of(now - start, &window));
+                        timeline.push(crate::stats::Second::of(now - start, &window));
                     }
                     break;
                 }
@@ -256,7 +256,7 @@ pub fn run_phase(
                     }
                     eprintln!("{line}");
                 }
-                timeline.push(crate::report::Second::of(now - start, &window));
+                timeline.push(crate::stats::Second::of(now - start, &window));
                 window = Stats::new();
                 last_print = now;
                 next_print += Duration::from_secs(1);

@@ -382,6 +382,17 @@ pub fn metric(exposition: &str, series: &str) -> Option<f64> {
     })
 }
 
+/// Resident memory of a process, in KiB (0 when it cannot be read).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Seconds since the Unix epoch (the time a TOTP code is computed for).
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()

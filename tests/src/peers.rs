@@ -99,6 +99,24 @@ impl SmtpSink {
         self.spawn();
     }
 
+    /// A `[[gateway]]` section that sends e-mail to this server (plain SMTP on loopback).
+    pub fn gateway(&self) -> String {
+        format!(
+            r#"
+[[gateway]]
+name = "mail"
+channel = "email"
+type = "smtp"
+host = "127.0.0.1"
+port = {port}
+tls = "none"
+allow_plain = true
+from = "Tollgate <noreply@example.com>"
+"#,
+            port = self.addr.port()
+        )
+    }
+
     /// The directory the messages are written to (`<n>.eml`).
     pub fn path(&self) -> &Path {
         self.dir.path()

@@ -47,7 +47,7 @@ fn answer(node: &Node, user: &str, state: &str, code: &str) -> tollgate_tests::R
 #[test]
 fn an_emailed_code_logs_the_user_in_once() {
     let smtp = SmtpSink::start();
-    let mut node = Node::new(&mail_gateway(smtp.addr.port()));
+    let mut node = Node::new(&smtp.gateway());
     node.add_client("nas1", "challenge", true);
     user_with_delivery(
         &node,
@@ -105,23 +105,6 @@ fn an_emailed_code_logs_the_user_in_once() {
     assert_eq!(smtp.messages().len(), 2);
 }
 
-/// The SMTP gateway of the e-mail tests, to `port`.
-fn mail_gateway(port: u16) -> String {
-    format!(
-        r#"
-[[gateway]]
-name = "mail"
-channel = "email"
-type = "smtp"
-host = "127.0.0.1"
-port = {port}
-tls = "none"
-allow_plain = true
-from = "Tollgate <noreply@example.com>"
-"#
-    )
-}
-
 #[test]
 fn a_mail_server_that_is_down_delays_the_codes_says_so_and_sends_each_once_when_back() {
     let mut smtp = SmtpSink::start();
@@ -129,7 +112,7 @@ fn a_mail_server_that_is_down_delays_the_codes_says_so_and_sends_each_once_when_
     // within the test's seconds.
     let mut node = Node::new(&format!(
         "{}[delivery]\nretry_base_ms = 60000\n",
-        mail_gateway(smtp.addr.port())
+        smtp.gateway()
     ));
     node.add_client("nas1", "challenge", true);
     for name in ["alice", "bob", "carol", "dave"] {

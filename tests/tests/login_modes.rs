@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tollgate_engine::radius::attr;
 use tollgate_tests::{
-    hotp_code, login, radclient, totp_code, Node, RawClient, SECRET, SEED, SEED_B32,
+    hotp_code, login, radclient, rss_kib, totp_code, Node, RawClient, SECRET, SEED, SEED_B32,
 };
 
 fn node(mode: &str, require_ma: bool) -> Node {
@@ -118,17 +118,6 @@ fn challenge_mode_asks_for_the_passcode_with_a_single_use_state() {
     // A wrong password gets no challenge.
     let bad = login(addr, "alice", "Secret999");
     assert!(bad.is("Access-Reject"), "{}", bad.output);
-}
-
-/// Resident memory of a process, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 #[test]

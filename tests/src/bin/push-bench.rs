@@ -16,17 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tollgate_tests::peers::PhoneApp;
-use tollgate_tests::{cli_with, RawClient, SECRET};
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
+use tollgate_tests::{cli_with, rss_kib, RawClient, SECRET};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

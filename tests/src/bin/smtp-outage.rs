@@ -50,25 +50,8 @@ fn main() {
     let mut smtp = SmtpSink::start();
     let metrics_port = tollgate_tests::free_tcp_port();
     let mut node = Node::new(&format!(
-        r#"
-[[gateway]]
-name = "mail"
-channel = "email"
-type = "smtp"
-host = "127.0.0.1"
-port = {port}
-tls = "none"
-allow_plain = true
-from = "Tollgate <noreply@example.com>"
-
-[delivery]
-max_per_destination_per_hour = 0
-
-[metrics]
-listen = "127.0.0.1:{metrics}"
-"#,
-        port = smtp.addr.port(),
-        metrics = metrics_port,
+        "{}\n[delivery]\nmax_per_destination_per_hour = 0\n\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n",
+        smtp.gateway()
     ));
     node.add_client("nas1", "challenge", true);
     let csv: String = (0..users)
