@@ -164,8 +164,11 @@ const FREE: u32 = u32::MAX;
 const KEPT: u32 = u32::MAX - 1;
 
 /// How long an answered duplicated datagram's identifier is kept (at most the timeout):
-/// far longer than the server takes to answer the second copy.
-const KEEP_FOR: Duration = Duration::from_secs(1);
+/// far longer than the server takes to answer the second copy (it answers it from its
+/// cache, or drops it, at once), short enough that busy sockets do not run out of
+/// identifiers. A reply later than this verifies against no request and is counted as a bad
+/// reply, not taken for another's answer.
+const KEEP_FOR: Duration = Duration::from_millis(250);
 
 /// One identifier of one socket: the datagram in flight with it, if any.
 #[derive(Copy, Clone, Debug)]
