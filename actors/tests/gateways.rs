@@ -33,6 +33,7 @@ fn gateway(toml: &str) -> Gateway {
 fn message(id: i64, channel: Channel, to: &str) -> Message {
     Message {
         id,
+        key: 0x5eed_0000_0000_0000 | id as u64,
         channel,
         to: to.to_owned(),
         subject: if channel == Channel::Email {
@@ -246,7 +247,14 @@ async fn smtp_plain_delivers_the_message_and_sorts_refusals() {
     let mail = smtpd.received();
     assert_eq!(mail.len(), 1);
     check_mail(&mail[0], "alice@example.com", false, false);
-    assert!(mail[0]["message_id"].as_str().unwrap().starts_with("<1."));
+    // The outbox id and the message's key: the same at every attempt of one message.
+    assert_eq!(mail[0]["message_id"], "<1.5eed000000000001@tollgate.test>");
+    g.send(&message(1, Channel::Email, "alice@example.com"))
+        .await
+        .unwrap();
+    let mail = smtpd.received();
+    assert_eq!(mail.len(), 2);
+    assert_eq!(mail[1]["message_id"], mail[0]["message_id"]);
 
     // 451 is worth another try, 550 is not; a destination that is no address is refused
     // before any connection.
@@ -266,7 +274,7 @@ async fn smtp_plain_delivers_the_message_and_sorts_refusals() {
         g.send(&message(4, Channel::Email, "not an address")).await,
         false,
     );
-    assert_eq!(smtpd.received().len(), 1, "nothing else was taken");
+    assert_eq!(smtpd.received().len(), 2, "nothing else was taken");
 }
 
 #[tokio::test]

@@ -80,6 +80,7 @@ fn payload(expires_at: u64) -> PushPayload {
 fn message(id: i64, channel: Channel, to: &str, expires_at: u64) -> Message {
     Message {
         id,
+        key: id as u64,
         channel,
         to: to.to_owned(),
         subject: String::new(),
@@ -1364,6 +1365,7 @@ async fn an_unregistered_token_is_forgotten_by_the_dispatcher() {
         GatewayDispatcher,
         DispatcherArgs {
             outbox: Arc::clone(&outbox),
+            health: Arc::default(),
             routes,
             workers: 1,
             retry: RetryPolicy {
