@@ -21,7 +21,8 @@ pub const LATENCY_SECONDS: &str = "tollgate_radius_request_duration_seconds";
 pub const LOCKOUTS_TOTAL: &str = "tollgate_lockouts_total";
 /// Challenge sessions open now.
 pub const SESSIONS_ACTIVE: &str = "tollgate_sessions_active";
-/// Password checks by `path` (cache, argon2) and `result`.
+/// Slow password checks by `path` (`argon2`, or `cache_after_wait`: verified meanwhile by
+/// another login of the same user) and `result`; the cache's own hits are not counted.
 pub const PASSWORD_CHECKS_TOTAL: &str = "tollgate_password_checks_total";
 /// Actors restarted by their supervisor after a failure, by `kind`.
 pub const ACTOR_RESTARTS_TOTAL: &str = "tollgate_actor_restarts_total";

@@ -171,6 +171,63 @@ fn an_answered_challenge_leaves_nothing_behind() {
     );
 }
 
+/// A user whose cached password is gone (a cold start, or an entry that expired) and who
+/// logs in many times at once costs one Argon2 check per core, not one per login: the
+/// logins behind the first take its answer from the cache. Forty at once once meant forty
+/// Argon2 checks, and a soak whose users' entries expired together never recovered.
+#[test]
+fn logins_of_one_user_waiting_on_its_password_check_share_it() {
+    let port = tollgate_tests::free_tcp_port();
+    let mut node = Node::new(&format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
+    node.add_client("nas1", "challenge", true);
+    node.add_hotp_user("alice", "Secret123");
+    let addr = node.start();
+    let raw = RawClient::new(addr);
+    const LOGINS: u8 = 40;
+    let auths: Vec<[u8; 16]> = (0..LOGINS).map(|i| [i.wrapping_add(1); 16]).collect();
+    for (id, auth) in auths.iter().enumerate() {
+        raw.send(&RawClient::access_request(
+            id as u8,
+            *auth,
+            SECRET,
+            "alice",
+            "Secret123",
+            &[],
+            true,
+        ));
+    }
+    let mut challenged = 0;
+    for _ in 0..LOGINS {
+        let reply = raw.recv().expect("a reply to each login");
+        let auth = &auths[usize::from(reply[1])];
+        assert_eq!(RawClient::check_reply(&reply, auth, SECRET).as_u8(), 11);
+        challenged += 1;
+    }
+    assert_eq!(challenged, LOGINS);
+    let text = tollgate_tests::http_get(
+        format!("127.0.0.1:{port}").parse().expect("address"),
+        "/metrics",
+    )
+    .unwrap_or_default();
+    let count = |path: &str| {
+        tollgate_tests::metric(
+            &text,
+            &format!("tollgate_password_checks_total{{path=\"{path}\",result=\"good\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let argon2 = count("argon2");
+    assert!(
+        (1.0..=cores).contains(&argon2),
+        "{argon2} Argon2 checks for {LOGINS} logins of one user on {cores} cores"
+    );
+    assert!(
+        count("cache_after_wait") >= 1.0,
+        "no login took its answer from the check it waited on: {text}"
+    );
+}
+
 #[test]
 fn a_challenge_state_is_bound_to_its_user() {
     let node = node("challenge", true);

@@ -110,6 +110,24 @@ pub enum PasswordCheck {
     NeedsSlowCheck,
 }
 
+/// The outcome of the slow password check.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum SlowCheck {
+    /// Argon2 verified it (and the cache now remembers it).
+    Verified,
+    /// Another login of the same user verified it while this one waited its turn.
+    Remembered,
+    /// Argon2 refused it, or there is nothing to check it against.
+    Wrong,
+}
+
+impl SlowCheck {
+    /// Whether the password is right.
+    pub fn good(self) -> bool {
+        self != SlowCheck::Wrong
+    }
+}
+
 /// The outcome of a passcode check.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum PasscodeCheck {
@@ -454,19 +472,29 @@ impl Directory {
     }
 
     /// The slow password check (Argon2id, tens of milliseconds): run it off the actors, on
-    /// a blocking thread. Remembers the password on success.
-    pub fn check_password_slow(&self, user: &UserEntry, password: &[u8], now_ms: u64) -> bool {
+    /// a blocking thread, once its turn at the CPU has come. Remembers the password on
+    /// success.
+    ///
+    /// It asks the cache again first: when an entry expires while its user logs in many
+    /// times a second, every one of those logins misses the cache and queues here, and the
+    /// first to verify answers all those behind it, so that one expiry costs one Argon2
+    /// check (or one per core), not one per login that came meanwhile.
+    pub fn check_password_slow(&self, user: &UserEntry, password: &[u8], now_ms: u64) -> SlowCheck {
         let Some(hash) = &user.password_hash else {
-            return false;
+            return SlowCheck::Wrong;
         };
         if password.is_empty() {
-            return false;
+            return SlowCheck::Wrong;
         }
-        let ok = crate::store::verify_password(password, hash);
-        if ok {
+        if self.credentials.check(user.id, hash, password, now_ms) {
+            return SlowCheck::Remembered;
+        }
+        if crate::store::verify_password(password, hash) {
             self.credentials.remember(user.id, hash, password, now_ms);
+            SlowCheck::Verified
+        } else {
+            SlowCheck::Wrong
         }
-        ok
     }
 
     /// Checks a passcode against each of the user's tokens and, on a match, advances that

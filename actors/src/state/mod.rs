@@ -18,7 +18,7 @@ pub type Hasher = foldhash::fast::RandomState;
 
 pub use credentials::CredentialCache;
 pub use directory::{
-    DayCheck, DeviceEntry, Directory, DirtyState, PasscodeCheck, PasswordCheck, TokenEntry,
-    UserEntry,
+    DayCheck, DeviceEntry, Directory, DirtyState, PasscodeCheck, PasswordCheck, SlowCheck,
+    TokenEntry, UserEntry,
 };
 pub use journal::Journal;
