@@ -14,7 +14,8 @@
 # shared secret (a Message-Authenticator that does not verify) and malformed datagrams, with
 # DUPLICATES percent of the logins' datagrams sent twice at once, as a NAS retransmits.
 #
-# Every SAMPLE_SECS it records the server's RSS; at the end it prints the RSS after the
+# Every SAMPLE_SECS it records the server's RSS (and its anonymous and file-backed parts, in
+# rss.tsv, kept with KEEP=1); at the end it prints the RSS after the
 # warm-up (WARMUP_SECS): first, last, smallest, largest, and the largest departure from the
 # first (the soak passes at 10 % or less); the harnesses' verdicts; and the server's error
 # counters beside what was sent to provoke them. It fails (exit 1) when the RSS moved more
@@ -100,7 +101,9 @@ rate_challenge=$(awk -v m="$max_challenge" 'BEGIN { printf "%d", m / 4 }')
 say "maxima: $(printf '%.0f' "$max_append") append, $(printf '%.0f' "$max_challenge") challenge logins/s; soaking $DURATION s at $rate_append + $rate_challenge"
 
 metric() { metric_sum "$metrics" "$1"; }
-rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$server/status"; }
+# RSS, then its anonymous and file-backed parts (the journal's mapped segments, SQLite's
+# files), in KiB.
+rss_kb() { awk '/^(VmRSS|RssAnon|RssFile):/ { printf "%s%s", sep, $2; sep = "\t" }' "/proc/$server/status"; }
 before_store=$(metric tollgate_store_errors_total)
 # Four sockets per simulated NAS: an answered duplicated datagram keeps its identifier a
 # moment longer.
