@@ -14,8 +14,8 @@
 # shared secret (a Message-Authenticator that does not verify) and malformed datagrams, with
 # DUPLICATES percent of the logins' datagrams sent twice at once, as a NAS retransmits.
 #
-# Every SAMPLE_SECS it records the server's RSS (and its anonymous and file-backed parts, in
-# rss.tsv, kept with KEEP=1); at the end it prints the RSS after the
+# Every SAMPLE_SECS it records the server's RSS (and its anonymous and file-backed parts, and
+# its CPU time in clock ticks, in rss.tsv, kept with KEEP=1); at the end it prints the RSS after the
 # warm-up (WARMUP_SECS): first, last, smallest, largest, and the largest departure from the
 # first (the soak passes at 10 % or less); the harnesses' verdicts; and the server's error
 # counters beside what was sent to provoke them. It fails (exit 1) when the RSS moved more
@@ -104,6 +104,16 @@ metric() { metric_sum "$metrics" "$1"; }
 # RSS, then its anonymous and file-backed parts (the journal's mapped segments, SQLite's
 # files), in KiB.
 rss_kb() { awk '/^(VmRSS|RssAnon|RssFile):/ { printf "%s%s", sep, $2; sep = "\t" }' "/proc/$server/status"; }
+# The server's CPU time so far, in clock ticks (user + system).
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$server/stat"; }
+ticks_per_sec=$(getconf CLK_TCK)
+# The kernel's UDP counters (all sockets of the machine: the server's and the harnesses'):
+# a datagram dropped for want of room in a receive buffer shows here, not in the server.
+udp_counters() {
+    awk '/^Udp:/ { if (!seen) { for (i = 2; i <= NF; i++) name[i] = $i; seen = 1 } else {
+        for (i = 2; i <= NF; i++) if (name[i] ~ /^(InErrors|RcvbufErrors|SndbufErrors)$/) printf "%s %s ", name[i], $i } }' /proc/net/snmp
+}
+udp_before=$(udp_counters)
 before_store=$(metric tollgate_store_errors_total)
 # Four sockets per simulated NAS: an answered duplicated datagram keeps its identifier a
 # moment longer.
@@ -117,15 +127,19 @@ harness challenge --scenario mix --login challenge --source-base 127.1.0.1 --mix
 h2=$!
 pids+=("$h1" "$h2")
 start=$(date +%s)
+cpu_start=$(cpu_ticks)
 : >"$tmp/rss.tsv"
 while kill -0 "$h1" 2>/dev/null || kill -0 "$h2" 2>/dev/null; do
-    printf '%s\t%s\n' $(($(date +%s) - start)) "$(rss_kb)" >>"$tmp/rss.tsv"
+    printf '%s\t%s\t%s\n' $(($(date +%s) - start)) "$(rss_kb)" "$(cpu_ticks)" >>"$tmp/rss.tsv"
     sleep "$SAMPLE_SECS"
 done
 wait "$h1" || true
 wait "$h2" || true
-printf '%s\t%s\n' $(($(date +%s) - start)) "$(rss_kb)" >>"$tmp/rss.tsv"
+printf '%s\t%s\t%s\n' $(($(date +%s) - start)) "$(rss_kb)" "$(cpu_ticks)" >>"$tmp/rss.tsv"
+cpu_busy=$(awk -v a="$cpu_start" -v b="$(cpu_ticks)" -v hz="$ticks_per_sec" -v s="$start" -v e="$(date +%s)" \
+    'BEGIN { printf "%.0f", (b - a) / hz / (e - s) * 100 }')
 curl -s "127.0.0.1:$metrics/metrics" >"$tmp/metrics.txt"
+udp_after=$(udp_counters)
 
 # --- What it saw ---------------------------------------------------------------------------
 printf '\nsoak: %s s; closed-loop maxima %.0f append and %.0f challenge logins/s; offered %s append requests/s + %s challenge logins/s, mix %s, %s %% duplicated; server on core %s (default settings)\n\n' \
@@ -138,6 +152,7 @@ awk -F'\t' -v w="$WARMUP_SECS" '
         exit (d / first > 0.10)
     }' "$tmp/rss.tsv" && rss_ok=1 || rss_ok=0
 awk -F'\t' 'NR == 1 { printf "RSS at the start of the soak: %.1f MB\n", $2 / 1024 }' "$tmp/rss.tsv"
+printf 'server CPU over the soak: %s %% of its core\n' "$cpu_busy"
 for set in append challenge; do
     jq -r --arg set "$set" '"\($set): sent \(.counts.sent) datagrams (+\(.counts.duplicates_sent) duplicates, \(.counts.duplicate_replies) answered again, \(.counts.duplicate_mismatches) differently); ok \(.counts.ok), failures \(.counts.failures), timeouts \(.counts.timeouts), bad replies \(.counts.bad_replies), dropped as expected \(.counts.dropped_as_expected); p50 \(.latency_us.p50) µs, p99 \(.latency_us.p99) µs, p99.9 \(.latency_us.p999) µs"' "$tmp/$set.json"
 done
@@ -145,6 +160,7 @@ probes=$(jq -s '[.[] | .by_kind["bad-secret"].started // 0, .by_kind.malformed.s
 printf '\nserver counters (whole run, warm-up included) beside what the harnesses sent:\n'
 grep -E '^tollgate_radius_dropped_total|^tollgate_radius_duplicates_total|^tollgate_radius_rejects_total' "$tmp/metrics.txt" | sed 's/^/  /'
 printf '  (bad-secret + malformed probes sent in the soak: %s)\n' "$probes"
+printf '  kernel UDP counters before: %s\n  kernel UDP counters after:  %s\n' "$udp_before" "$udp_after"
 bad=0
 for series in tollgate_store_errors_total tollgate_journal_errors_total tollgate_audit_dropped_total \
     tollgate_shed_total tollgate_actor_restarts_total; do
