@@ -43,6 +43,13 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The end-to-end tests run the `tollgate` binary; build it before they start.
 cargo build --workspace --bins
+# Test-only hooks (the `fault-injection` feature, turned on by the tests' dev-dependency)
+# stay out of the binary a workspace build ships.
+shipped="${CARGO_TARGET_DIR:-target}/debug/tollgate"
+if grep -q "fault injection: client actor asked to panic" "$shipped"; then
+    echo "$shipped holds the fault-injection hooks of the tests" >&2
+    exit 1
+fi
 cargo test --workspace
 # Every fuzz target for a few seconds on its committed corpus: a parser that panics on an
 # input it once took fails the run.
