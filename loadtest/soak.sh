@@ -23,7 +23,8 @@
 # journal or audit error, a shed request or an actor restart.
 #
 # Knobs (environment): DURATION (1800), WARMUP_SECS (300), SAMPLE_SECS (10), USERS (500),
-# DUPLICATES (5), SERVER_CORE (1), HARNESS_CORE (0), TOLLGATE_BIN, LOADTEST_BIN, KEEP (0).
+# DUPLICATES (5), SERVER_CORE (1), HARNESS_CORE (0), LOG_LEVEL (unset: the default),
+# TOLLGATE_BIN, LOADTEST_BIN, KEEP (0).
 # Not in CI: it takes DURATION plus about two minutes.
 set -euo pipefail
 
@@ -33,6 +34,7 @@ WARMUP_SECS=${WARMUP_SECS:-300}
 SAMPLE_SECS=${SAMPLE_SECS:-10}
 USERS=${USERS:-500}
 DUPLICATES=${DUPLICATES:-5}
+LOG_LEVEL=${LOG_LEVEL:-}
 SERVER_CORE=${SERVER_CORE:-1}
 HARNESS_CORE=${HARNESS_CORE:-0}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -62,7 +64,11 @@ listen = ["127.0.0.1:$port"]
 [metrics]
 listen = "127.0.0.1:$metrics"
 TOML
+# LOG_LEVEL (not set: the default, an audit line per decision) lets a run show what the
+# log costs.
+if [ -n "$LOG_LEVEL" ]; then printf '\n[log]\nlevel = "%s"\n' "$LOG_LEVEL" >>"$tmp/tollgate.toml"; fi
 tollgate() { "$TOLLGATE_BIN" --config "$tmp/tollgate.toml" "$@"; }
+tollgate init >/dev/null
 for set in append challenge; do
     tollgate user import "$tmp/$set/users.csv" >/dev/null
     tollgate token import "$tmp/$set/seeds.csv" >/dev/null

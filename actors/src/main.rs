@@ -9,9 +9,10 @@ fn main() -> std::process::ExitCode {
 ///
 /// glibc raises the threshold each time a large mmapped block is freed, after which blocks
 /// of that size come from per-thread heaps and stay resident when freed. Argon2's 19 MiB
-/// working buffer, allocated and freed by every cold password check on a blocking thread,
-/// then accumulates: RSS reached 0.9 GB after 1,000 cold logins. With the threshold fixed,
-/// each buffer is mapped and unmapped, and memory returns to the system.
+/// working buffer, when every cold password check allocated and freed its own on a blocking
+/// thread, then accumulated: RSS reached 0.9 GB after 1,000 cold logins. Those buffers are
+/// kept and reused now (`store/password.rs`); the threshold stays fixed so that any other
+/// large, short-lived buffer is mapped and unmapped, and its memory returns to the system.
 #[allow(unsafe_code)]
 fn keep_large_allocations_returnable() {
     // SAFETY: mallopt only sets an allocator tunable; it is called once, before any other
