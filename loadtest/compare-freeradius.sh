@@ -158,6 +158,7 @@ level = "warn"
 EOF
 tollgate() { "$TOLLGATE_BIN" --config "$tg/tollgate.toml" "$@"; }
 say "importing $USERS users into Tollgate (Argon2id hashing takes a while)"
+tollgate init >/dev/null
 timeout 600 "$TOLLGATE_BIN" --config "$tg/tollgate.toml" user import "$tmp/lt/users.csv" >/dev/null
 tollgate token import "$tmp/lt/seeds.csv" >/dev/null
 tollgate client add loadtest --address 127.0.0.0/8 --secret-stdin --mode append <"$tmp/lt/secret" >/dev/null

@@ -136,6 +136,7 @@ search_connections = $SEARCH_CONNECTIONS
 bind_connections = $BIND_CONNECTIONS
 EOF
 harness_directory_users "$tmp/lt" "$USERS" "$(fact load_password)"
+"$BIN/tollgate" --config "$tg/tollgate.toml" init >/dev/null
 "$BIN/tollgate" --config "$tg/tollgate.toml" client add loadtest --address 127.0.0.0/8 \
     --secret-stdin --mode append <"$tmp/lt/secret" >/dev/null
 say "starting Tollgate on 127.0.0.1:$tg_port"

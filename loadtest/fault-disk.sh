@@ -72,6 +72,7 @@ file = "$data/audit.jsonl"
 listen = "127.0.0.1:$metrics"
 TOML
 tollgate() { "$TOLLGATE_BIN" --config "$tmp/tollgate.toml" "$@"; }
+tollgate init >/dev/null
 tollgate user import "$tmp/lt/users.csv" >/dev/null
 tollgate token import "$tmp/lt/seeds.csv" >/dev/null
 tollgate client add loadtest --address 127.0.0.0/8 --secret-stdin --mode append <"$tmp/lt/secret" >/dev/null

@@ -101,6 +101,7 @@ retry_secs = $RETRY_SECS
 operation_timeout_ms = $OP_TIMEOUT_MS
 TOML
 harness_directory_users "$tmp/lt" "$USERS" "$(fixture_fact primary load_password)"
+"$BIN/tollgate" --config "$tg/tollgate.toml" init >/dev/null
 "$BIN/tollgate" --config "$tg/tollgate.toml" client add loadtest --address 127.0.0.0/8 \
     --secret-stdin --mode append <"$tmp/lt/secret" >/dev/null
 "$BIN/tollgate" --config "$tg/tollgate.toml" serve >"$tmp/tollgate.log" 2>&1 3>&- 4>&- &

@@ -92,6 +92,7 @@ listen = "127.0.0.1:${metrics[$v]}"
 $(variant_config "$v")
 EOF
     say "importing $USERS users into the $v server (Argon2id hashing takes a while)"
+    "$TOLLGATE_BIN" --config "$d/tollgate.toml" init >/dev/null
     "$TOLLGATE_BIN" --config "$d/tollgate.toml" user import "$d/lt/users.csv" >/dev/null
     "$TOLLGATE_BIN" --config "$d/tollgate.toml" token import "$d/lt/seeds.csv" >/dev/null
     "$TOLLGATE_BIN" --config "$d/tollgate.toml" client add loadtest --address 127.0.0.0/8 \

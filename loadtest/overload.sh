@@ -68,6 +68,7 @@ level = "warn"
 [metrics]
 listen = "127.0.0.1:$metrics"
 EOF
+"$TOLLGATE_BIN" --config "$tmp/tollgate.toml" init >/dev/null
 "$TOLLGATE_BIN" --config "$tmp/tollgate.toml" token import "$tmp/lt/seeds.csv" --create-users >/dev/null
 "$TOLLGATE_BIN" --config "$tmp/tollgate.toml" client add loadtest --address 127.0.0.0/8 \
     --secret-stdin --mode passcode-only <"$tmp/lt/secret" >/dev/null

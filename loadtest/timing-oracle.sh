@@ -53,6 +53,7 @@ threshold = 0
 level = "warn"
 EOF
     if [ "$name" = tollgate ]; then
+        "$bin" --config "$tmp/$name/tollgate.toml" init >/dev/null
         timeout 600 "$bin" --config "$tmp/$name/tollgate.toml" user import "$tmp/lt/users.csv" >/dev/null
         "$bin" --config "$tmp/$name/tollgate.toml" token import "$tmp/lt/seeds.csv" >/dev/null
         "$bin" --config "$tmp/$name/tollgate.toml" client add loadtest --address 127.0.0.0/8 \

@@ -90,8 +90,8 @@ pub struct Node {
 
 impl Node {
     /// A node whose configuration is the given TOML plus a loopback listener on a free
-    /// port; `{dir}` in the TOML stands for the node's temporary directory. Nothing runs
-    /// yet.
+    /// port; `{dir}` in the TOML stands for the node's temporary directory. Its store is
+    /// initialised; nothing runs yet.
     pub fn new(extra_toml: &str) -> Node {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("tollgate.toml");
@@ -102,6 +102,13 @@ impl Node {
             data.display().to_string()
         );
         std::fs::write(&config, text).expect("write config");
+        // Admin commands work only on a store that exists.
+        let init = cli_with(&config, &["init"], None);
+        assert!(
+            init.status.success(),
+            "tollgate init: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
         Node {
             dir,
             config,

@@ -256,6 +256,53 @@ fn check_config_reports_errors_with_their_key_path() {
     assert!(err.contains("radius.bogus_key"), "{err}");
 }
 
+/// An admin command pointed at a directory that holds no store (a typo in `--data-dir`)
+/// refuses, names the path and creates nothing; `init` creates the store, and says so
+/// once; then the same command works.
+#[test]
+fn admin_commands_refuse_a_data_directory_without_a_store() {
+    let node = Node::new("");
+    let typo = node.path().join("dat");
+    let typo_arg = typo.to_str().expect("a UTF-8 path");
+    for args in [
+        &["user", "add", "alice"][..],
+        &["user", "list"],
+        &["client", "list"],
+        &["token", "list"],
+        &["outbox", "list"],
+    ] {
+        let mut with_dir = vec!["--data-dir", typo_arg];
+        with_dir.extend_from_slice(args);
+        let out = node.cli(&with_dir, None);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("no store in {typo_arg}")) && err.contains("tollgate init"),
+            "{args:?}: {err}"
+        );
+        assert!(!typo.exists(), "{args:?} created {}", typo.display());
+    }
+    let first = node.ok(&["--data-dir", typo_arg, "init"], None);
+    assert!(first.contains("now holds a new store"), "{first}");
+    let again = node.ok(&["--data-dir", typo_arg, "init"], None);
+    assert!(
+        again.contains("holds a store") && !again.contains("new"),
+        "{again}"
+    );
+    node.ok(&["--data-dir", typo_arg, "user", "add", "alice"], None);
+    let listed = node.ok(&["--data-dir", typo_arg, "user", "list"], None);
+    assert!(listed.contains("alice"), "{listed}");
+    // A store whose master key went missing is not given a new one.
+    std::fs::remove_file(typo.join("master.key")).expect("remove the key");
+    let out = node.cli(&["--data-dir", typo_arg, "user", "list"], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("master.key is missing"),
+        "{err}"
+    );
+    assert!(!typo.join("master.key").exists());
+}
+
 #[test]
 fn the_store_keeps_seeds_and_secrets_encrypted_with_a_private_key_file() {
     let node = node_with("");

@@ -18,7 +18,7 @@ pub const ISSUER: &str = "Tollgate";
 
 fn open_store(global: &GlobalOpts) -> Result<Store, CliError> {
     let config = global.config()?;
-    Ok(Store::open(&config.data_dir)?)
+    Ok(Store::open_existing(&config.data_dir)?)
 }
 
 #[derive(Debug, Subcommand)]

@@ -69,7 +69,7 @@ pub fn directory(global: &GlobalOpts, cmd: DirectoryCmd) -> Result<ExitCode, Cli
             "no [[ldap]] domain is configured: users live in the embedded directory".into(),
         ));
     }
-    let store = Store::open(&config.data_dir)?;
+    let store = Store::open_existing(&config.data_dir)?;
     let DirectoryCmd::Test {
         domain,
         user,

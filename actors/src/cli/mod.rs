@@ -1,8 +1,10 @@
-//! The `tollgate` command line: `serve`, `check-config`, and the admin commands for users,
-//! tokens and clients, plus `radius-test`.
+//! The `tollgate` command line: `serve`, `init`, `check-config`, and the admin commands for
+//! users, tokens and clients, plus `radius-test`.
 //!
 //! Admin commands open the same data directory as the server and write through the store;
-//! a running server picks their changes up within a second, with no restart.
+//! a running server picks their changes up within a second, with no restart. Only `serve`
+//! and `init` create a store: an admin command pointed at a directory without one refuses,
+//! naming the path, rather than answer from an empty store of its own making.
 
 mod admin;
 mod directory;
@@ -16,9 +18,15 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use tollgate_config::Config;
 
-/// Tokenless two-factor authentication over RADIUS.
+/// Two-factor authentication for VPN concentrators and gateways that speak RADIUS: a
+/// directory password and a one-time passcode (soft or hardware token, a code sent by
+/// e-mail or SMS, or a push approval).
+///
+/// `serve` runs the server; `init` creates a data directory's store; every other command
+/// works on the store of an existing data directory, and a running server picks its changes
+/// up within a second.
 #[derive(Debug, Parser)]
-#[command(name = "tollgate", version, about)]
+#[command(name = "tollgate", version)]
 pub struct Cli {
     #[command(flatten)]
     global: GlobalOpts,
@@ -39,8 +47,11 @@ pub struct GlobalOpts {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the server.
+    /// Run the server (creating the data directory's store on the first start).
     Serve(serve::ServeArgs),
+    /// Create the data directory and its store (master key and database), or check the
+    /// ones it holds.
+    Init,
     /// Validate a configuration file and report errors with their key path.
     CheckConfig,
     /// Manage users of the embedded directory.
@@ -117,6 +128,18 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 Some(p) => println!("{}: OK ({} clients)", p.display(), config.clients.len()),
                 None => println!("built-in defaults: OK"),
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Init => {
+            let config = cli.global.config()?;
+            let existed = config.data_dir.join(crate::store::DB_FILE).is_file();
+            crate::store::Store::open(&config.data_dir)?;
+            let what = if existed {
+                "holds a store"
+            } else {
+                "now holds a new store"
+            };
+            println!("{}: {what}", config.data_dir.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::User(cmd) => admin::user(&cli.global, cmd),

@@ -72,6 +72,15 @@ pub enum StoreError {
     /// A value given by the operator is not acceptable.
     #[error("{0}")]
     Invalid(String),
+    /// The data directory holds no store (a command other than `serve` or `init` never
+    /// creates one: a typo in the path would put its writes where no server reads them).
+    #[error("no store in {path} ({missing} is missing): check --data-dir or data_dir; `tollgate init` or `tollgate serve` creates a store")]
+    NoStore {
+        /// The data directory.
+        path: PathBuf,
+        /// The file that is not there.
+        missing: &'static str,
+    },
     /// The database failed.
     #[error("database: {0}")]
     Db(#[from] rusqlite::Error),
@@ -318,6 +327,20 @@ impl Store {
         };
         store.check_key()?;
         Ok(store)
+    }
+
+    /// Opens the store that `dir` already holds, and refuses when it holds none: what every
+    /// command but `serve` and `init` uses.
+    pub fn open_existing(dir: &Path) -> Result<Store, StoreError> {
+        for missing in [DB_FILE, KEY_FILE] {
+            if !dir.join(missing).is_file() {
+                return Err(StoreError::NoStore {
+                    path: dir.to_owned(),
+                    missing,
+                });
+            }
+        }
+        Store::open(dir)
     }
 
     /// The data directory.
