@@ -148,8 +148,8 @@ curl -s "127.0.0.1:$metrics/metrics" >"$tmp/metrics.txt"
 udp_after=$(udp_counters)
 
 # --- What it saw ---------------------------------------------------------------------------
-printf '\nsoak: %s s; closed-loop maxima %.0f append and %.0f challenge logins/s; offered %s append requests/s + %s challenge logins/s, mix %s, %s %% duplicated; server on core %s (default settings)\n\n' \
-    "$DURATION" "$max_append" "$max_challenge" "$rate_append" "$rate_challenge" "$MIX" "$DUPLICATES" "$SERVER_CORE"
+printf '\nsoak: %s s; closed-loop maxima %.0f append and %.0f challenge logins/s; offered %s append requests/s + %s challenge logins/s, mix %s, %s %% duplicated; server on core %s (%s)\n\n' \
+    "$DURATION" "$max_append" "$max_challenge" "$rate_append" "$rate_challenge" "$MIX" "$DUPLICATES" "$SERVER_CORE" "${LOG_LEVEL:+log level $LOG_LEVEL, otherwise }default settings"
 awk -F'\t' -v w="$WARMUP_SECS" '
     $1 >= w { n++; if (n == 1) first = $2; last = $2; if (min == "" || $2 < min) min = $2; if ($2 > max) max = $2 }
     END {
