@@ -407,6 +407,7 @@ fn setup(args: &SetupArgs) -> Result<()> {
     );
     println!();
     println!("load them into a Tollgate data directory (server running or not):");
+    println!("  tollgate --config tollgate.toml init");
     let import_flag = if let Some(users) = &files.users {
         println!(
             "  tollgate --config tollgate.toml user import {}",

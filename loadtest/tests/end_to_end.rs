@@ -80,6 +80,7 @@ fn the_harness_drives_a_real_server_without_a_single_failure() {
         assert_ok(&format!("tollgate {args:?}"), &run_with_stdin(cmd, stdin))
     };
     let seeds = lt.join("seeds.csv").display().to_string();
+    tollgate(&["init"], "");
     tollgate(&["token", "import", &seeds, "--create-users"], "");
     tollgate(
         &[

@@ -103,6 +103,7 @@ fn simulated_phones_approve_held_logins_under_load() {
         assert_ok(&format!("tollgate {args:?}"), &run_with_stdin(cmd, stdin))
     };
     let users = lt.join("users.csv").display().to_string();
+    tollgate(&["init"], "");
     tollgate(&["user", "import", &users], "");
     // The harness's default sources (127.0.0.2 up) reach the append client; the challenge
     // client is another range of loopback addresses.
