@@ -398,14 +398,18 @@ fn token_records_in_the_directory_are_shared_by_two_servers() {
     // The seed is sealed: it is not in the directory in any readable form.
     assert!(!stored.contains(SEED_B32), "{stored}");
 
-    // A second server sharing the master key and the directory.
+    // A second server sharing the master key and the directory: as an operator would, the
+    // key goes into a data directory of its own, which `init` then fills.
     let mut b = Node::new(&section);
-    std::fs::create_dir_all(b.path().join("data")).unwrap();
+    let b_data = b.path().join("data");
+    std::fs::remove_dir_all(&b_data).unwrap();
+    std::fs::create_dir_all(&b_data).unwrap();
     std::fs::copy(
         a.path().join("data").join("master.key"),
-        b.path().join("data").join("master.key"),
+        b_data.join("master.key"),
     )
     .unwrap();
+    b.ok(&["init"], None);
     b.add_client("nas1", "append", true);
     let a_addr = a.start();
     b.start();
