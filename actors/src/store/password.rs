@@ -9,7 +9,7 @@
 //! and wiped after every check, since a block left behind would let a reader of the memory
 //! test guesses at the password without paying for the memory-hard part.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -74,6 +74,13 @@ static KEPT: Pool = Mutex::new(Vec::new());
 /// A set of blocks larger than this (a hash made with `m` above 64 MiB) is not kept.
 const KEEP_AT_MOST_BLOCKS: usize = 64 * 1024;
 
+/// The cores this process may run on, read once (std reads the affinity mask and the
+/// cgroup's quota files each time it is asked).
+fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// Working memory borrowed for one check: wiped and put back when dropped.
 struct Memory<'p> {
     pool: &'p Pool,
@@ -99,9 +106,8 @@ impl Drop for Memory<'_> {
         if self.blocks.len() > KEEP_AT_MOST_BLOCKS {
             return;
         }
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut kept = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        if kept.len() < cores {
+        if kept.len() < cores() {
             kept.push(std::mem::take(&mut self.blocks));
         }
     }
