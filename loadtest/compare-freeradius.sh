@@ -141,20 +141,20 @@ fr_pid=$!
 pids+=("$fr_pid")
 
 # --- Tollgate ------------------------------------------------------------------------------
-tg_port=$(free_port)
+# Tollgate is measured at its default settings: every decision goes to the audit trail (a
+# line in the log). Beside it, in the same runs, the same binary with its log turned down to
+# warnings (`quiet`: no audit lines), and, when BASELINE_BIN is set, that binary at its
+# defaults (`baseline`). Each instance has a copy of the same store and a port of its own.
 tg="$tmp/tollgate"
 mkdir -p "$tg"
 cat >"$tg/tollgate.toml" <<EOF
 data_dir = "$tg/data"
 
 [radius]
-listen = ["127.0.0.1:$tg_port"]
+listen = ["127.0.0.1:0"]
 
 [lockout]
 threshold = 0
-
-[log]
-level = "warn"
 EOF
 tollgate() { "$TOLLGATE_BIN" --config "$tg/tollgate.toml" "$@"; }
 say "importing $USERS users into Tollgate (Argon2id hashing takes a while)"
@@ -162,25 +162,32 @@ tollgate init >/dev/null
 timeout 600 "$TOLLGATE_BIN" --config "$tg/tollgate.toml" user import "$tmp/lt/users.csv" >/dev/null
 tollgate token import "$tmp/lt/seeds.csv" >/dev/null
 tollgate client add loadtest --address 127.0.0.0/8 --secret-stdin --mode append <"$tmp/lt/secret" >/dev/null
-if [ -n "$BASELINE_BIN" ]; then
-    # The same store, copied before either server runs, on a port of its own.
-    [ -x "$BASELINE_BIN" ] || die "BASELINE_BIN $BASELINE_BIN is not an executable"
-    bl_port=$(free_port)
-    bl="$tmp/baseline"
-    mkdir -p "$bl"
-    cp -a "$tg/data" "$bl/data"
-    cp -a "$tmp/lt" "$tmp/lt-baseline"
-    sed -e "s|$tg/data|$bl/data|" -e "s|127.0.0.1:$tg_port|127.0.0.1:$bl_port|" \
-        "$tg/tollgate.toml" >"$bl/tollgate.toml"
-    say "starting the baseline Tollgate on 127.0.0.1:$bl_port (core $SERVER_CORE)"
-    taskset -c "$SERVER_CORE" "$BASELINE_BIN" --config "$bl/tollgate.toml" serve >"$tmp/baseline.log" 2>&1 &
-    bl_pid=$!
-    pids+=("$bl_pid")
-fi
-say "starting Tollgate on 127.0.0.1:$tg_port (core $SERVER_CORE)"
-taskset -c "$SERVER_CORE" "$TOLLGATE_BIN" --config "$tg/tollgate.toml" serve >"$tmp/tollgate.log" 2>&1 &
-tg_pid=$!
-pids+=("$tg_pid")
+
+# Each instance: its binary, port, directory (a copy of the store, taken before any server
+# runs) and harness directory (a copy of the users' HOTP counters, which move on their own).
+declare -A inst_bin inst_port inst_pid
+instances="tollgate quiet"
+[ -z "$BASELINE_BIN" ] || instances="$instances baseline"
+[ -z "$BASELINE_BIN" ] || [ -x "$BASELINE_BIN" ] || die "BASELINE_BIN $BASELINE_BIN is not an executable"
+for name in $instances; do
+    case $name in
+    tollgate | quiet) inst_bin[$name]=$TOLLGATE_BIN ;;
+    baseline) inst_bin[$name]=$BASELINE_BIN ;;
+    esac
+    inst_port[$name]=$(free_port)
+    [ "$name" = tollgate ] || cp -a "$tg" "$tmp/$name"
+    cp -a "$tmp/lt" "$tmp/lt-$name"
+    sed -i -e "s|$tg/data|$tmp/$name/data|" -e "s|^listen = .*|listen = [\"127.0.0.1:${inst_port[$name]}\"]|" \
+        "$tmp/$name/tollgate.toml"
+    [ "$name" != quiet ] || printf '\n[log]\nlevel = "warn"\n' >>"$tmp/$name/tollgate.toml"
+done
+for name in $instances; do
+    say "starting $name (${inst_bin[$name]}) on 127.0.0.1:${inst_port[$name]} (core $SERVER_CORE)"
+    taskset -c "$SERVER_CORE" "${inst_bin[$name]}" --config "$tmp/$name/tollgate.toml" serve \
+        >"$tmp/$name.log" 2>&1 &
+    inst_pid[$name]=$!
+    pids+=("${inst_pid[$name]}")
+done
 
 # The harness's options per server. FreeRADIUS 3.2.1 (Debian 12) predates the BlastRADIUS
 # fixes of 3.2.5 and signs its replies without a Message-Authenticator, so the harness must
@@ -189,12 +196,12 @@ fr_args="--scenario pap --reply-message-authenticator optional"
 tg_args="--scenario append"
 
 # Wait until both answer a login.
-# The harness keeps each user's HOTP counter in its directory: the baseline, whose counters
-# move on their own, gets a copy of its own ($tmp/lt-baseline).
 harness() {
-    local port=$1 dir="$tmp/lt"
+    local port=$1 dir="$tmp/lt" name
     shift
-    [ "$port" != "${bl_port:-}" ] || dir="$tmp/lt-baseline"
+    for name in $instances; do
+        [ "$port" != "${inst_port[$name]}" ] || dir="$tmp/lt-$name"
+    done
     timeout $((DURATION + 120)) taskset -c "$HARNESS_CORE" "$LOADTEST_BIN" run \
         --server "127.0.0.1:$port" --secret-stdin --dir "$dir" --quiet "$@" <"$tmp/lt/secret"
 }
@@ -207,21 +214,23 @@ for _ in $(seq 1 100); do
     sleep 0.2
 done
 [ "$(jq .counts.accepts "$tmp/probe.json")" = 1 ] || { cat "$tmp/freeradius.log" >&2; die "FreeRADIUS does not accept logins"; }
-grep -q "listening on" "$tmp/tollgate.log" 2>/dev/null || sleep 1
+for name in $instances; do
+    for _ in $(seq 1 50); do
+        grep -q "listening on" "$tmp/$name.log" 2>/dev/null && break
+        kill -0 "${inst_pid[$name]}" 2>/dev/null || { cat "$tmp/$name.log" >&2; die "$name did not start"; }
+        sleep 0.2
+    done
+done
 
 # Tollgate hashes a password with Argon2 on a user's first login only; log everyone in once
 # so that the measured runs see the steady state, as a production server would after a while.
-say "warming Tollgate up (one Argon2 check per user)"
-harness "$tg_port" $tg_args --warmup --concurrency 1 --duration 1 --max-requests 1 \
-    --json "$tmp/warmup.json" >/dev/null
-[ "$(jq '.warmup.counts.ok' "$tmp/warmup.json")" = "$USERS" ] ||
-    { cat "$tmp/tollgate.log" >&2; die "Tollgate did not accept every user during the warm-up"; }
-if [ -n "$BASELINE_BIN" ]; then
-    harness "$bl_port" $tg_args --warmup --concurrency 1 --duration 1 --max-requests 1 \
-        --json "$tmp/warmup-baseline.json" >/dev/null
-    [ "$(jq '.warmup.counts.ok' "$tmp/warmup-baseline.json")" = "$USERS" ] ||
-        { cat "$tmp/baseline.log" >&2; die "the baseline did not accept every user during the warm-up"; }
-fi
+for name in $instances; do
+    say "warming $name up (one Argon2 check per user)"
+    harness "${inst_port[$name]}" $tg_args --warmup --concurrency 1 --duration 1 --max-requests 1 \
+        --json "$tmp/warmup-$name.json" >/dev/null
+    [ "$(jq '.warmup.counts.ok' "$tmp/warmup-$name.json")" = "$USERS" ] ||
+        { cat "$tmp/$name.log" >&2; die "$name did not accept every user during the warm-up"; }
+done
 # FreeRADIUS gets the same short warm-up, so that its thread pool is up to size.
 harness "$fr_port" $fr_args --concurrency "$CONCURRENCY" --duration 1 >/dev/null
 
@@ -249,29 +258,49 @@ measure() {
 say "measuring: $REPEATS x $DURATION s per server, closed loop, concurrency $CONCURRENCY"
 for run in $(seq 1 "$REPEATS"); do
     measure freeradius "$fr_pid" "$fr_port" "$fr_args" "$run"
-    measure tollgate "$tg_pid" "$tg_port" "$tg_args" "$run"
-    if [ -n "$BASELINE_BIN" ]; then
-        measure baseline "$bl_pid" "$bl_port" "$tg_args" "$run"
-    fi
+    for name in $instances; do
+        measure "$name" "${inst_pid[$name]}" "${inst_port[$name]}" "$tg_args" "$run"
+    done
+done
+
+# --- The audit trail: a line per decision ----------------------------------------------------
+# A server writes what its audit trail holds when it stops: stop them, then count the
+# decision lines of each server at its defaults against the decisions its clients were
+# answered (warm-up and measured runs).
+for name in $instances; do
+    kill -TERM "${inst_pid[$name]}" 2>/dev/null || true
+done
+for name in $instances; do
+    wait "${inst_pid[$name]}" 2>/dev/null || true
+done
+audit_counts=""
+for name in $instances; do
+    [ "$name" != quiet ] || continue
+    answered=$(jq -s '[.[] | (.counts.answered // 0) + (.warmup.counts.answered // 0)] | add' \
+        "$tmp/warmup-$name.json" "$tmp/$name"-[0-9]*.json)
+    lines=$(grep -c "tollgate::audit: login decision" "$tmp/$name.log" || true)
+    audit_counts+=$(printf '%-11s %s audit lines for %s decisions answered\n' "$name" "$lines" "$answered")$'\n'
 done
 
 # --- Table of medians ----------------------------------------------------------------------
 col() { awk -F'\t' -v n="$1" -v c="$2" '$1 == n { print $c }' "$results" | median; }
 printf '\n%s\n' "FreeRADIUS $(freeradius -v 2>/dev/null | head -n1 | sed 's/.*Version \([^ ,]*\).*/\1/') (PAP, files) vs Tollgate (append: password + HOTP)"
-printf '%s users, closed loop of %s, %s s x %s runs, servers on core %s, harness on core %s; medians\n\n' \
+printf '%s users, closed loop of %s, %s s x %s runs, servers on core %s, harness on core %s; medians\n' \
     "$USERS" "$CONCURRENCY" "$DURATION" "$REPEATS" "$SERVER_CORE" "$HARNESS_CORE"
+printf 'tollgate: default settings (audit line per decision); quiet: [log] level = "warn"\n\n'
 printf '%-11s %13s %9s %9s %17s %8s\n' server accepts/s p50_us p99_us cpu_us/accept errors
-names="freeradius tollgate"
-[ -z "$BASELINE_BIN" ] || names="$names baseline"
-for name in $names; do
+for name in freeradius $instances; do
     printf '%-11s %13.0f %9.0f %9.0f %17.1f %8.0f\n' "$name" "$(col "$name" 2)" "$(col "$name" 3)" \
         "$(col "$name" 4)" "$(col "$name" 5)" "$(col "$name" 6)"
 done
-awk -v ft="$(col freeradius 2)" -v tt="$(col tollgate 2)" -v fc="$(col freeradius 5)" -v tc="$(col tollgate 5)" 'BEGIN {
-    printf "\nratio tollgate/freeradius: throughput %.2f, CPU per accept %.2f\n", (ft > 0 ? tt / ft : 0), (fc > 0 ? tc / fc : 0)
-}'
-if [ -n "$BASELINE_BIN" ]; then
-    awk -v bt="$(col baseline 2)" -v tt="$(col tollgate 2)" -v bc="$(col baseline 5)" -v tc="$(col tollgate 5)" 'BEGIN {
-        printf "ratio tollgate/baseline:   throughput %.2f, CPU per accept %.2f\n", (bt > 0 ? tt / bt : 0), (bc > 0 ? tc / bc : 0)
+ratio() {
+    awk -v label="$1" -v a="$(col "$2" 2)" -v b="$(col "$3" 2)" -v ac="$(col "$2" 5)" -v bc="$(col "$3" 5)" 'BEGIN {
+        printf "ratio %-24s throughput %.2f, CPU per accept %.2f\n", label ":", (b > 0 ? a / b : 0), (bc > 0 ? ac / bc : 0)
     }'
-fi
+}
+printf '\n'
+ratio tollgate/freeradius tollgate freeradius
+ratio quiet/freeradius quiet freeradius
+ratio tollgate/quiet tollgate quiet
+[ -z "$BASELINE_BIN" ] || ratio tollgate/baseline tollgate baseline
+printf '\n%s' "$audit_counts"

@@ -150,7 +150,13 @@ async fn start_mobile_api(
 
 impl Server {
     /// Opens the store, loads the directory, starts every actor and binds the listeners.
-    pub async fn start(config: &Config) -> Result<Server, ServerError> {
+    ///
+    /// The audit trail writes its log lines to `audit_log` when given (the server's own
+    /// log, in its format), besides the file and syslog receiver of `[audit]`.
+    pub async fn start(
+        config: &Config,
+        audit_log: Option<crate::audit::LogOutput>,
+    ) -> Result<Server, ServerError> {
         let mut store = Store::open(&config.data_dir)?;
         let serving = crate::store::serving::lock(&config.data_dir)?;
         let otp = &config.otp;
@@ -188,7 +194,7 @@ impl Server {
         let from_config = client_settings_from_config(config)?;
         let clients = all_clients(&from_config, &store, config.radius.rate_limit_per_client)?;
 
-        let audit = Audit::from_config(&config.audit).map_err(ServerError::Audit)?;
+        let audit = Audit::from_config(&config.audit, audit_log).map_err(ServerError::Audit)?;
         let domains = Arc::new(
             Domains::start(&config.ldap, Arc::new(store.master_key()?))
                 .await

@@ -547,7 +547,7 @@ async fn failed_directory_connections_are_restarted() {
             rate_limit: 0,
         })
         .unwrap();
-    let server = Server::start(&config).await.expect("server starts");
+    let server = Server::start(&config, None).await.expect("server starts");
     let addr = server.radius_addrs()[0];
     let carol = move || login(addr, "carol", "carol-pass").is("Access-Accept");
     assert!(tokio::task::spawn_blocking(carol).await.unwrap());

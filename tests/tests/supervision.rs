@@ -46,7 +46,7 @@ async fn a_panicking_client_actor_is_restarted_and_the_server_keeps_answering() 
             })
             .unwrap();
     }
-    let server = Server::start(&config).await.expect("server starts");
+    let server = Server::start(&config, None).await.expect("server starts");
     let addr = server.radius_addrs()[0];
     let r = tokio::task::spawn_blocking(move || {
         login(addr, "alice", &format!("Secret123{}", hotp_code(0)))

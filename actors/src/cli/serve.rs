@@ -39,7 +39,7 @@ fn init_logging(config: &Config) -> tracing_appender::non_blocking::WorkerGuard 
         // busy server writes its log in few large writes instead of one per line.
         .finish(Background::new(std::io::BufWriter::with_capacity(
             64 * 1024,
-            std::io::stderr(),
+            crate::audit::LockedStderr,
         )));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -50,6 +50,17 @@ fn init_logging(config: &Config) -> tracing_appender::non_blocking::WorkerGuard 
         LogFormat::Text => builder.try_init(),
     };
     guard
+}
+
+/// Where the audit trail's log lines go: standard error, beside the log's other lines, in
+/// the log's format; nowhere when the log's filter leaves out `tollgate::audit` at `info`.
+fn audit_log(config: &Config) -> Option<crate::audit::LogOutput> {
+    tracing::enabled!(target: "tollgate::audit", tracing::Level::INFO).then(|| {
+        crate::audit::LogOutput {
+            format: config.log.format,
+            writer: Box::new(crate::audit::LockedStderr),
+        }
+    })
 }
 
 /// A writer that lowers its thread to background priority on first use: the log's writer
@@ -233,7 +244,7 @@ pub fn run(global: &GlobalOpts, args: ServeArgs) -> Result<ExitCode, CliError> {
         // The handlers are in place before anyone is told the server listens: a SIGTERM
         // sent the moment "listening on" appears stops it cleanly, never kills it.
         let stop = StopSignals::new()?;
-        let server = Server::start(&config).await?;
+        let server = Server::start(&config, audit_log(&config)).await?;
         if let Some(demo) = &demo {
             print_demo(&config, demo, server.radius_addrs()[0]);
         }

@@ -14,7 +14,7 @@ use tollgate_engine::radius::{attr, encode_reply_with, Verified};
 
 use super::login::Decision;
 use super::{ClientSettings, DedupKey, DuplicateCache, Shared};
-use crate::audit::AuditEvent;
+use crate::audit::{AuditEvent, ClientTag};
 use crate::metrics as m;
 
 /// Pre-registered metric handles of one client, so that the per-packet path does not
@@ -59,6 +59,8 @@ pub struct ClientCore {
     /// Recent requests and their replies. Held only for a lookup or an insert.
     dedup: Mutex<DuplicateCache>,
     limiter: Option<DefaultDirectRateLimiter>,
+    /// The client's tag in the audit trail.
+    audit_tag: ClientTag,
     /// Metric handles.
     pub meters: Meters,
 }
@@ -80,6 +82,7 @@ impl ClientCore {
             limiter: NonZeroU32::new(settings.rate_limit)
                 .map(|r| RateLimiter::direct(Quota::per_second(r))),
             meters: Meters::new(&settings),
+            audit_tag: shared.audit.client(&settings.name),
             settings,
         }
     }
@@ -169,7 +172,7 @@ impl ClientCore {
         }
         shared.audit.record(&AuditEvent {
             user: &decision.user,
-            client: &self.settings.name,
+            client: self.audit_tag,
             peer: peer.ip(),
             mode: self.settings.mode,
             outcome: decision.outcome,
