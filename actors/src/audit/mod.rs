@@ -39,6 +39,8 @@ const LOG_BATCH: usize = 64 << 10;
 
 /// One decision, as the client's core sees it.
 pub struct AuditEvent<'a> {
+    /// When the decision was made.
+    pub time: SystemTime,
     /// User name as given in the request.
     pub user: &'a str,
     /// The client, by its tag ([`Audit::client`]).
@@ -268,7 +270,7 @@ impl Audit {
     pub fn record(&self, e: &AuditEvent<'_>) {
         if let Some(trail) = &self.trail {
             trail.push(Entry::new(
-                SystemTime::now(),
+                e.time,
                 e.user,
                 e.client,
                 e.peer,
@@ -303,6 +305,7 @@ mod tests {
 
     fn event(user: &str, client: ClientTag, outcome: Outcome) -> AuditEvent<'_> {
         AuditEvent {
+            time: SystemTime::now(),
             user,
             client,
             peer: IpAddr::V4(Ipv4Addr::LOCALHOST),

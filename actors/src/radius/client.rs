@@ -374,8 +374,7 @@ impl ClientActorState {
         if core.finish(
             &self.shared,
             &verified,
-            job.peer,
-            job.received,
+            (job.peer, job.received, std::time::SystemTime::now()),
             key,
             decision,
             &mut self.out,

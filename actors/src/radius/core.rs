@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use metrics::{Counter, Histogram};
@@ -104,15 +104,16 @@ impl ClientCore {
     }
 
     /// Encodes the reply to a decided request into `out`, records it for retransmits
-    /// under `dedup_key`, and writes the audit record and metrics. Returns false when the
-    /// request gets no reply (the decision table says so, or encoding failed).
-    #[allow(clippy::too_many_arguments)]
+    /// under `dedup_key`, and writes the audit record and metrics. `origin` is where the
+    /// request came from, when it arrived, and the wall-clock time of the decision (for
+    /// the audit record; a login decided inline may give the time it read on arrival,
+    /// microseconds earlier). Returns false when the request gets no reply (the decision
+    /// table says so, or encoding failed).
     pub fn finish(
         &self,
         shared: &Shared,
         request: &Verified<'_>,
-        peer: SocketAddr,
-        received: Instant,
+        (peer, received, wall): (SocketAddr, Instant, SystemTime),
         dedup_key: Option<DedupKey>,
         decision: &Decision,
         out: &mut Vec<u8>,
@@ -171,6 +172,7 @@ impl ClientCore {
             }
         }
         shared.audit.record(&AuditEvent {
+            time: wall,
             user: &decision.user,
             client: self.audit_tag,
             peer: peer.ip(),

@@ -20,7 +20,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -31,7 +31,6 @@ use super::core::count_drop;
 use super::login::{self, Decision, Progress};
 use super::{ClientMsg, ClientTable, DedupKey, Job, Seen, Shared};
 use crate::metrics as m;
-use crate::{unix_now, unix_now_ms};
 
 /// How often a worker looks at the stop flag while its socket is idle.
 const POLL: Duration = Duration::from_millis(50);
@@ -148,7 +147,10 @@ fn run_worker(socket: &Arc<UdpSocket>, ctx: &WorkerContext) {
             // Replies that have waited long enough for others leave before this one is
             // worked on.
             sends.flush_if_due(socket, now);
-            let waited = datagram.waited(SystemTime::now());
+            // The one wall-clock read of the datagram: its wait, the login's clock and the
+            // audit record's time all come from it.
+            let wall = SystemTime::now();
+            let waited = datagram.waited(wall);
             let was_shedding = shedder.is_shedding();
             let drop_it = shedder.shed(waited, now);
             if was_shedding != shedder.is_shedding() {
@@ -172,7 +174,7 @@ fn run_worker(socket: &Arc<UdpSocket>, ctx: &WorkerContext) {
             // the datagram is dropped, the panic counted and logged, and the worker goes on.
             let out = sends.buffer();
             let replied = catch_unwind(AssertUnwindSafe(|| {
-                handle(ctx, socket, datagram.bytes, peer, received, out)
+                handle(ctx, socket, datagram.bytes, peer, (received, wall), out)
             }));
             match replied {
                 Ok(true) => sends.queue(peer, socket, now),
@@ -196,7 +198,7 @@ fn handle(
     socket: &Arc<UdpSocket>,
     datagram: &[u8],
     peer: SocketAddr,
-    received: Instant,
+    (received, wall): (Instant, SystemTime),
     out: &mut Vec<u8>,
 ) -> bool {
     let table = ctx.table.load();
@@ -234,7 +236,7 @@ fn handle(
                 user: String::new(),
                 message: None,
             };
-            return core.finish(shared, &verified, peer, received, None, &alive, out);
+            return core.finish(shared, &verified, (peer, received, wall), None, &alive, out);
         }
         Code::AccessRequest => {}
         _ => {
@@ -269,10 +271,17 @@ fn handle(
         count_drop(&settings.name, "rate_limited");
         return false;
     }
-    match login::start(shared, settings, &verified, unix_now(), unix_now_ms()) {
-        Progress::Done(decision) => {
-            core.finish(shared, &verified, peer, received, Some(key), &decision, out)
-        }
+    let since_epoch = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let (now, now_ms) = (since_epoch.as_secs(), since_epoch.as_millis() as u64);
+    match login::start(shared, settings, &verified, now, now_ms) {
+        Progress::Done(decision) => core.finish(
+            shared,
+            &verified,
+            (peer, received, wall),
+            Some(key),
+            &decision,
+            out,
+        ),
         progress => {
             let Ok(permit) = Arc::clone(&slot.gate).try_acquire_owned() else {
                 core.dedup().abandon(&key);
