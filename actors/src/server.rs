@@ -179,7 +179,8 @@ impl Server {
                 },
                 config.passwords.cache_ttl_secs,
             )
-            .with_journal(journal),
+            .with_journal(journal)
+            .with_hash_params(crate::store::HashParams::from_config(&config.passwords)),
         );
         let loaded = Instant::now();
         load_directory(&store, &directory)?;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use criterion::Criterion;
 use tollgate_actors::state::CredentialCache;
-use tollgate_actors::store::{hash_password, verify_password};
+use tollgate_actors::store::{hash_password, verify_password, HashParams};
 use tollgate_benches::{NOW_MS, PASSWORD};
 
 /// The user id the cache entry is kept under.
@@ -22,7 +22,7 @@ const CACHE_TTL_SECS: u64 = 300;
 
 fn main() -> ExitCode {
     // One hash with the default Argon2id parameters, as the embedded directory stores it.
-    let phc = hash_password(PASSWORD);
+    let phc = hash_password(PASSWORD, &HashParams::default());
     if !verify_password(PASSWORD, &phc) {
         eprintln!("passwords: the password does not verify against its own hash");
         return ExitCode::FAILURE;

@@ -241,6 +241,13 @@ pub struct PasswordConfig {
     pub cache_ttl_secs: u64,
     /// Slow password checks waiting or running at once; beyond it logins are shed.
     pub max_pending_checks: usize,
+    /// Argon2id memory per hash, in KiB, for passwords set from now on (a stored hash is
+    /// always checked with the parameters it was made with).
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes over that memory.
+    pub argon2_iterations: u32,
+    /// Argon2id lanes.
+    pub argon2_parallelism: u32,
 }
 
 impl Default for PasswordConfig {
@@ -248,7 +255,72 @@ impl Default for PasswordConfig {
         PasswordConfig {
             cache_ttl_secs: 600,
             max_pending_checks: 256,
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
         }
+    }
+}
+
+/// OWASP's Password Storage Cheat Sheet's Argon2id configurations, each as strong as the
+/// others: (memory in KiB, iterations). A setting must reach one of them in both.
+pub const ARGON2_MINIMUMS: [(u32, u32); 5] = [
+    (47_104, 1),
+    (19_456, 2),
+    (12_288, 3),
+    (9_216, 4),
+    (7_168, 5),
+];
+
+/// Argon2id memory per hash at most (1 GiB): every check in flight holds that much.
+pub const ARGON2_MAX_MEMORY_KIB: u32 = 1 << 20;
+
+impl PasswordConfig {
+    /// Checks the Argon2id parameters: never below OWASP's minimums, never beyond what a
+    /// server can hold.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_pending_checks == 0 {
+            return Err(ConfigError::invalid(
+                "passwords.max_pending_checks",
+                "must be at least 1",
+            ));
+        }
+        let (m, t, p) = (
+            self.argon2_memory_kib,
+            self.argon2_iterations,
+            self.argon2_parallelism,
+        );
+        if !(1..=16).contains(&p) {
+            return Err(ConfigError::invalid(
+                "passwords.argon2_parallelism",
+                "must be between 1 and 16",
+            ));
+        }
+        if m > ARGON2_MAX_MEMORY_KIB {
+            return Err(ConfigError::invalid(
+                "passwords.argon2_memory_kib",
+                "must be at most 1048576 (1 GiB)",
+            ));
+        }
+        if !(1..=64).contains(&t) {
+            return Err(ConfigError::invalid(
+                "passwords.argon2_iterations",
+                "must be between 1 and 64",
+            ));
+        }
+        if !ARGON2_MINIMUMS
+            .iter()
+            .any(|&(min_m, min_t)| m >= min_m && t >= min_t)
+        {
+            return Err(ConfigError::invalid(
+                "passwords.argon2_memory_kib",
+                format!(
+                    "{m} KiB with {t} iterations is below OWASP's minimums for Argon2id \
+                     (at least 47104 KiB x 1, 19456 x 2, 12288 x 3, 9216 x 4 or 7168 x 5)"
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -799,12 +871,7 @@ impl Config {
                 "must be at most 10000",
             ));
         }
-        if self.passwords.max_pending_checks == 0 {
-            return Err(ConfigError::invalid(
-                "passwords.max_pending_checks",
-                "must be at least 1",
-            ));
-        }
+        self.passwords.validate()?;
         if self.shutdown.grace_secs > 600 {
             return Err(ConfigError::invalid(
                 "shutdown.grace_secs",
@@ -909,6 +976,61 @@ mod tests {
         assert_eq!(
             err_path("[[client]]\nname='a'\naddress='10.0.0.1'\nsecret='s'\nmode='push'"),
             "client[0].mode"
+        );
+    }
+
+    #[test]
+    fn argon2_parameters_below_owasp_minimums_are_refused() {
+        let parse = |m: u32, t: u32, p: u32| {
+            Config::parse(&format!(
+                "[passwords]\nargon2_memory_kib = {m}\nargon2_iterations = {t}\nargon2_parallelism = {p}"
+            ))
+        };
+        // Each of OWASP's configurations, and more of either, is taken.
+        for (m, t) in ARGON2_MINIMUMS {
+            assert!(parse(m, t, 1).is_ok(), "{m} KiB x {t}");
+            assert!(parse(m * 2, t + 1, 4).is_ok(), "{m} KiB x {t}, more");
+        }
+        // Just below each, in memory or in passes, is not.
+        for (m, t) in ARGON2_MINIMUMS {
+            let e = parse(m - 1, t, 1).unwrap_err();
+            assert_eq!(
+                e.key_path(),
+                Some("passwords.argon2_memory_kib"),
+                "{m} x {t}"
+            );
+            assert!(e.to_string().contains("OWASP"), "{e}");
+        }
+        assert!(parse(19_455, 2, 1).is_err());
+        assert!(parse(47_103, 1, 1).is_err());
+        assert_eq!(
+            err_path("[passwords]\nargon2_parallelism = 0"),
+            "passwords.argon2_parallelism"
+        );
+        assert_eq!(
+            err_path("[passwords]\nargon2_parallelism = 17"),
+            "passwords.argon2_parallelism"
+        );
+        assert_eq!(
+            err_path("[passwords]\nargon2_iterations = 0"),
+            "passwords.argon2_iterations"
+        );
+        assert_eq!(
+            err_path("[passwords]\nargon2_iterations = 65"),
+            "passwords.argon2_iterations"
+        );
+        assert_eq!(
+            err_path("[passwords]\nargon2_memory_kib = 2000000"),
+            "passwords.argon2_memory_kib"
+        );
+        let d = PasswordConfig::default();
+        assert_eq!(
+            (
+                d.argon2_memory_kib,
+                d.argon2_iterations,
+                d.argon2_parallelism
+            ),
+            (19_456, 2, 1)
         );
     }
 

@@ -373,3 +373,37 @@ fn user_import_creates_users_with_passwords_that_log_in() {
     let r = login(node.radius(), "bulk8", &format!("pw-7-x{}", hotp_code(0)));
     assert!(r.is("Access-Reject"), "{}", r.output);
 }
+
+#[test]
+fn passwords_are_hashed_with_the_configured_argon2_parameters() {
+    let node = node_with("[passwords]\nargon2_memory_kib = 9216\nargon2_iterations = 4\n");
+    // The server's decoy is made like the users' hashes, and a user added by the command
+    // line gets the configured parameters.
+    let store =
+        tollgate_actors::store::Store::open_existing(&node.path().join("data")).expect("store");
+    let hash = store
+        .user("alice")
+        .expect("read")
+        .expect("alice")
+        .password_hash
+        .expect("a password");
+    assert!(hash.starts_with("$argon2id$v=19$m=9216,t=4,p=1$"), "{hash}");
+    let r = login(node.radius(), "alice", &format!("Secret123{}", hotp_code(0)));
+    assert!(r.is("Access-Accept"), "{r:?}\n{}", node.log());
+    // Parameters below OWASP's minimums are refused before anything starts.
+    let weak = Node::new("");
+    std::fs::write(
+        weak.config_path(),
+        format!(
+            "{}\n[passwords]\nargon2_memory_kib = 8192\nargon2_iterations = 2\n",
+            std::fs::read_to_string(weak.config_path()).expect("config")
+        ),
+    )
+    .expect("write config");
+    let out = weak.cli(&["check-config"], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("passwords.argon2_memory_kib") && err.contains("OWASP"),
+        "{err}"
+    );
+}

@@ -18,7 +18,9 @@ pub const ISSUER: &str = "Tollgate";
 
 fn open_store(global: &GlobalOpts) -> Result<Store, CliError> {
     let config = global.config()?;
-    Ok(Store::open_existing(&config.data_dir)?)
+    let mut store = Store::open_existing(&config.data_dir)?;
+    store.set_hash_params(crate::store::HashParams::from_config(&config.passwords));
+    Ok(store)
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,7 +125,7 @@ pub fn user(global: &GlobalOpts, cmd: UserCmd) -> Result<ExitCode, CliError> {
         UserCmd::Import { file } => {
             let started = std::time::Instant::now();
             let rows = super::import::read_user_rows(&file)?;
-            let hashed = super::import::hash_all(rows);
+            let hashed = super::import::hash_all(rows, &store.hash_params());
             let n = store.import_users(&hashed)?;
             println!(
                 "imported {n} users in {:.1} s",

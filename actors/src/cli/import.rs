@@ -164,8 +164,11 @@ pub fn delivery_rows(
     Ok(rows)
 }
 
-/// Hashes every password with Argon2id, one thread per core.
-pub fn hash_all(rows: Vec<(String, Zeroizing<String>)>) -> Vec<(String, Option<String>)> {
+/// Hashes every password with Argon2id and `params`, one thread per core.
+pub fn hash_all(
+    rows: Vec<(String, Zeroizing<String>)>,
+    params: &crate::store::HashParams,
+) -> Vec<(String, Option<String>)> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -179,7 +182,7 @@ pub fn hash_all(rows: Vec<(String, Zeroizing<String>)>) -> Vec<(String, Option<S
                         .map(|(name, pw)| {
                             (
                                 name.clone(),
-                                Some(crate::store::hash_password(pw.as_bytes())),
+                                Some(crate::store::hash_password(pw.as_bytes(), params)),
                             )
                         })
                         .collect::<Vec<_>>()

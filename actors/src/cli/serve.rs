@@ -112,6 +112,7 @@ struct Demo {
 /// Creates the demo user, token and client (or gives the user a fresh password).
 fn setup_demo(config: &Config) -> Result<Demo, CliError> {
     let mut store = Store::open(&config.data_dir)?;
+    store.set_hash_params(crate::store::HashParams::from_config(&config.passwords));
     let password = random_text(5);
     match store.user(DEMO_USER)? {
         Some(_) => store.set_password(DEMO_USER, password.as_bytes())?,

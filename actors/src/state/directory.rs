@@ -229,6 +229,8 @@ pub struct Directory {
     /// The stand-in whose password an unknown name is checked against (see
     /// [`Directory::decoy`]); made on first use.
     decoy: std::sync::OnceLock<Arc<UserEntry>>,
+    /// What the decoy's hash is made with.
+    hash_params: crate::store::HashParams,
 }
 
 impl Directory {
@@ -249,6 +251,7 @@ impl Directory {
             otp_policy,
             lockout_policy,
             journal: Journal::disabled(),
+            hash_params: crate::store::HashParams::default(),
             decoy: std::sync::OnceLock::new(),
         }
     }
@@ -265,7 +268,10 @@ impl Directory {
             Arc::new(UserEntry {
                 id: DECOY_ID,
                 name: String::new(),
-                password_hash: Some(Arc::from(crate::store::hash_password(random.as_ref()))),
+                password_hash: Some(Arc::from(crate::store::hash_password(
+                    random.as_ref(),
+                    &self.hash_params,
+                ))),
                 disabled: false,
                 lockout: Arc::new(Mutex::new(LockoutState::default())),
                 tokens: Vec::new(),
@@ -277,6 +283,13 @@ impl Directory {
     /// Whether `user` is the [`Directory::decoy`].
     pub fn is_decoy(&self, user: &UserEntry) -> bool {
         user.id == DECOY_ID
+    }
+
+    /// The same directory, with its decoy hashed like new passwords (`[passwords]`): an
+    /// unknown name then costs what a known one does.
+    pub fn with_hash_params(mut self, params: crate::store::HashParams) -> Self {
+        self.hash_params = params;
+        self
     }
 
     /// The same directory, recording into `journal` (a server's; tests and commands keep

@@ -27,7 +27,7 @@ use zeroize::Zeroizing;
 pub use crypto::MasterKey;
 pub use delivery::{DayCodeRecord, DeliverySettings, IssuedCode, Method, NewMessage, OutboxRecord};
 pub use devices::{DeviceRecord, Platform};
-pub use password::{hash_password, verify_password};
+pub use password::{hash_password, verify_password, HashParams};
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "tollgate.db";
@@ -217,6 +217,8 @@ pub struct Store {
     conn: Connection,
     key: MasterKey,
     dir: PathBuf,
+    /// What new password hashes are made with.
+    hash_params: HashParams,
 }
 
 impl std::fmt::Debug for Store {
@@ -324,6 +326,7 @@ impl Store {
             conn,
             key,
             dir: dir.to_owned(),
+            hash_params: HashParams::default(),
         };
         store.check_key()?;
         Ok(store)
@@ -346,6 +349,16 @@ impl Store {
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Makes new password hashes with `params` (`[passwords]`) instead of the defaults.
+    pub fn set_hash_params(&mut self, params: HashParams) {
+        self.hash_params = params;
+    }
+
+    /// What new password hashes are made with.
+    pub fn hash_params(&self) -> HashParams {
+        self.hash_params
     }
 
     /// A copy of the master key, for records sealed outside the store (token records kept
@@ -444,7 +457,7 @@ impl Store {
         if let Some(p) = password {
             validate_password(p)?;
         }
-        let hash = password.map(hash_password);
+        let hash = password.map(|p| hash_password(p, &self.hash_params));
         let tx = self.conn.transaction()?;
         let inserted = tx.execute(
             "INSERT INTO users (name, name_key, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)
@@ -559,7 +572,7 @@ impl Store {
     pub fn set_password(&mut self, name: &str, password: &[u8]) -> Result<(), StoreError> {
         validate_password(password)?;
         let user = self.require_user(name)?;
-        let hash = hash_password(password);
+        let hash = hash_password(password, &self.hash_params);
         let tx = self.conn.transaction()?;
         tx.execute(
             "UPDATE users SET password_hash = ?1 WHERE id = ?2",

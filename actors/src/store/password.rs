@@ -16,13 +16,54 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
-/// Hashes a password with Argon2id and a random salt, as a PHC string.
-pub fn hash_password(password: &[u8]) -> String {
+/// The Argon2id parameters new password hashes are made with (`[passwords]`); a stored
+/// hash is checked with its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashParams {
+    /// Memory per hash, in KiB.
+    pub memory_kib: u32,
+    /// Passes over the memory.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for HashParams {
+    /// The configuration's defaults: OWASP's 19 MiB, 2 passes, 1 lane.
+    fn default() -> Self {
+        HashParams::from_config(&tollgate_config::PasswordConfig::default())
+    }
+}
+
+impl HashParams {
+    /// The parameters `[passwords]` asks for.
+    pub fn from_config(c: &tollgate_config::PasswordConfig) -> HashParams {
+        HashParams {
+            memory_kib: c.argon2_memory_kib,
+            iterations: c.argon2_iterations,
+            parallelism: c.argon2_parallelism,
+        }
+    }
+}
+
+/// Hashes a password with Argon2id, `params` and a random salt, as a PHC string.
+///
+/// Parameters the argon2 crate refuses (a configuration validates them long before) fall
+/// back to the defaults, so that a password is never stored unhashed or weaker.
+pub fn hash_password(password: &[u8], params: &HashParams) -> String {
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    Argon2::default()
+    let argon2 = Params::new(
+        params.memory_kib,
+        params.iterations,
+        params.parallelism,
+        None,
+    )
+    .map(|p| Argon2::new(Algorithm::Argon2id, Version::V0x13, p))
+    .unwrap_or_default();
+    argon2
         .hash_password(password, &salt)
-        // Hashing fails only for parameters or salts out of range, which defaults never are.
-        .expect("Argon2id hashing with default parameters cannot fail")
+        // Hashing fails only for parameters or salts out of range, which these never are.
+        .expect("Argon2id hashing with validated parameters cannot fail")
         .to_string()
 }
 
@@ -118,8 +159,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_hash_carries_the_parameters_it_was_made_with_and_verifies() {
+        let params = HashParams {
+            memory_kib: 7_168,
+            iterations: 5,
+            parallelism: 2,
+        };
+        let h = hash_password(b"pw", &params);
+        assert!(h.starts_with("$argon2id$v=19$m=7168,t=5,p=2$"), "{h}");
+        assert!(verify_password(b"pw", &h));
+        assert!(!verify_password(b"pW", &h));
+        let d = hash_password(b"pw", &HashParams::default());
+        assert!(d.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{d}");
+    }
+
+    #[test]
     fn hashes_verify_only_their_password() {
-        let h = hash_password(b"correct horse");
+        let h = hash_password(b"correct horse", &HashParams::default());
         assert!(h.starts_with("$argon2id$"));
         assert!(verify_password(b"correct horse", &h));
         assert!(!verify_password(b"correct hors", &h));
@@ -172,7 +228,7 @@ mod tests {
     #[test]
     fn the_memory_kept_between_checks_is_wiped_and_bounded() {
         let pool = Pool::default();
-        let phc = hash_password(b"pw");
+        let phc = hash_password(b"pw", &HashParams::default());
         for _ in 0..3 {
             assert!(verify_with(&pool, b"pw", &phc));
             assert!(!verify_with(&pool, b"pW", &phc));

@@ -312,3 +312,30 @@ fn the_wal_is_checkpointed_in_small_steps() {
         .unwrap();
     assert_eq!(pages, WAL_CHECKPOINT_PAGES);
 }
+
+#[test]
+fn new_passwords_are_hashed_with_the_configured_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let stored =
+        |store: &Store, name: &str| store.user(name).unwrap().unwrap().password_hash.unwrap();
+    store
+        .add_user("before", Some(b"pw-one".as_slice()))
+        .unwrap();
+    assert!(stored(&store, "before").contains("$m=19456,t=2,p=1$"));
+    store.set_hash_params(HashParams {
+        memory_kib: 9_216,
+        iterations: 4,
+        parallelism: 2,
+    });
+    store.add_user("after", Some(b"pw-two".as_slice())).unwrap();
+    let after = stored(&store, "after");
+    assert!(after.contains("$m=9216,t=4,p=2$"), "{after}");
+    assert!(verify_password(b"pw-two", &after));
+    // A password set anew takes the new parameters; the old hash still verified before.
+    assert!(verify_password(b"pw-one", &stored(&store, "before")));
+    store.set_password("before", b"pw-three").unwrap();
+    let reset = stored(&store, "before");
+    assert!(reset.contains("$m=9216,t=4,p=2$"), "{reset}");
+    assert!(verify_password(b"pw-three", &reset));
+}
