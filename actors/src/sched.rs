@@ -114,6 +114,31 @@ pub fn udp_worker() -> Applied {
     }
 }
 
+/// Moves the calling thread to `SCHED_IDLE`: it runs only on a core no ordinary thread
+/// wants, and any ordinary thread that wakes takes the core from it at once. Needs no
+/// privilege (a thread may always lower itself; it cannot come back without
+/// `CAP_SYS_NICE`, so only threads that stay there call this: the password checks). Where
+/// the kernel refuses, the thread takes the lowest nice value (19) instead.
+pub fn idle() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param that outlives the call; pid 0 is the caller.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        if !IDLE_WARNED.swap(true, Ordering::Relaxed) {
+            tracing::warn!(error = %e, "password checks cannot run at idle priority; they run at nice 19");
+        }
+        let _ = set_nice(0, 19);
+    }
+}
+
+/// The calling thread's scheduling policy (`libc::SCHED_OTHER`, `SCHED_IDLE`, …).
+pub fn current_policy() -> i32 {
+    // SAFETY: sched_getscheduler takes a plain integer; 0 is the caller.
+    unsafe { libc::sched_getscheduler(0) }
+}
+
+static IDLE_WARNED: AtomicBool = AtomicBool::new(false);
 static BACKGROUND_WARNED: AtomicBool = AtomicBool::new(false);
 static SLICE_WARNED: AtomicBool = AtomicBool::new(false);
 

@@ -224,7 +224,10 @@ impl Server {
             domains,
             sessions: SessionRegistry::new(config.login.max_sessions),
             slow_gate: Arc::new(Semaphore::new(config.passwords.max_pending_checks)),
-            cpu_gate: Arc::new(Semaphore::new(cores)),
+            checks: crate::state::CheckPool::start(cores).map_err(|e| ServerError::Spawn {
+                what: "the password checks",
+                reason: e.to_string(),
+            })?,
             challenge_ttl_secs: config.login.challenge_ttl_secs,
             challenge_message: config.login.challenge_message.clone(),
             push: crate::radius::push::PushRegistry::default(),

@@ -388,7 +388,11 @@ fn passwords_are_hashed_with_the_configured_argon2_parameters() {
         .password_hash
         .expect("a password");
     assert!(hash.starts_with("$argon2id$v=19$m=9216,t=4,p=1$"), "{hash}");
-    let r = login(node.radius(), "alice", &format!("Secret123{}", hotp_code(0)));
+    let r = login(
+        node.radius(),
+        "alice",
+        &format!("Secret123{}", hotp_code(0)),
+    );
     assert!(r.is("Access-Accept"), "{r:?}\n{}", node.log());
     // Parameters below OWASP's minimums are refused before anything starts.
     let weak = Node::new("");
@@ -403,7 +407,9 @@ fn passwords_are_hashed_with_the_configured_argon2_parameters() {
     let out = weak.cli(&["check-config"], None);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success() && err.contains("passwords.argon2_memory_kib") && err.contains("OWASP"),
+        !out.status.success()
+            && err.contains("passwords.argon2_memory_kib")
+            && err.contains("OWASP"),
         "{err}"
     );
 }

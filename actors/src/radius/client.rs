@@ -234,14 +234,13 @@ impl ClientActorState {
                 tokio::spawn(async move {
                     let _admitted = permit;
                     let check = {
-                        let _cpu = shared.cpu_gate.acquire().await;
                         let dir = Arc::clone(&shared.directory);
                         let user = Arc::clone(&user);
-                        tokio::task::spawn_blocking(move || {
-                            dir.check_password_slow(&user, &password, unix_now_ms())
-                        })
-                        .await
-                        .unwrap_or(SlowCheck::Wrong)
+                        shared
+                            .checks
+                            .run(move || dir.check_password_slow(&user, &password, unix_now_ms()))
+                            .await
+                            .unwrap_or(SlowCheck::Wrong)
                     };
                     let (path, result) = match check {
                         SlowCheck::Verified => ("argon2", "good"),

@@ -33,8 +33,8 @@ pub struct Shared {
     pub sessions: SessionRegistry,
     /// Admission to the slow password check (waiting or running).
     pub slow_gate: Arc<Semaphore>,
-    /// Argon2 checks running at once (one per core: more only adds latency).
-    pub cpu_gate: Arc<Semaphore>,
+    /// The threads that run Argon2 checks (one per core, at idle priority).
+    pub checks: crate::state::CheckPool,
     /// How long a challenge stays answerable.
     pub challenge_ttl_secs: u64,
     /// Reply-Message of an Access-Challenge.

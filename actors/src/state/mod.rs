@@ -5,6 +5,7 @@
 //! reached through the write-behind set in [`Directory::take_dirty`], which the store task
 //! drains a few times a second.
 
+mod check_pool;
 mod credentials;
 mod directory;
 pub mod journal;
@@ -16,6 +17,7 @@ pub mod journal;
 /// hash is not exposed to strangers.
 pub type Hasher = foldhash::fast::RandomState;
 
+pub use check_pool::CheckPool;
 pub use credentials::CredentialCache;
 pub use directory::{
     DayCheck, DeviceEntry, Directory, DirtyState, PasscodeCheck, PasswordCheck, SlowCheck,
