@@ -165,7 +165,9 @@ tollgate client add loadtest --address 127.0.0.0/8 --secret-stdin --mode append 
 
 # Each instance: its binary, port, directory (a copy of the store, taken before any server
 # runs) and harness directory (a copy of the users' HOTP counters, which move on their own).
-declare -A inst_bin inst_port inst_pid
+declare -A inst_bin inst_port inst_pid rss_warm rss_end
+# The resident set of process $1, in MB.
+rss_mb() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 instances="tollgate quiet"
 [ -z "$BASELINE_BIN" ] || instances="$instances baseline"
 [ -z "$BASELINE_BIN" ] || [ -x "$BASELINE_BIN" ] || die "BASELINE_BIN $BASELINE_BIN is not an executable"
@@ -230,6 +232,7 @@ for name in $instances; do
         --json "$tmp/warmup-$name.json" >/dev/null
     [ "$(jq '.warmup.counts.ok' "$tmp/warmup-$name.json")" = "$USERS" ] ||
         { cat "$tmp/$name.log" >&2; die "$name did not accept every user during the warm-up"; }
+    rss_warm[$name]=$(rss_mb "${inst_pid[$name]}")
 done
 # FreeRADIUS gets the same short warm-up, so that its thread pool is up to size.
 harness "$fr_port" $fr_args --concurrency "$CONCURRENCY" --duration 1 >/dev/null
@@ -268,6 +271,7 @@ done
 # decision lines of each server at its defaults against the decisions its clients were
 # answered (warm-up and measured runs).
 for name in $instances; do
+    rss_end[$name]=$(rss_mb "${inst_pid[$name]}")
     kill -TERM "${inst_pid[$name]}" 2>/dev/null || true
 done
 for name in $instances; do
@@ -280,6 +284,11 @@ for name in $instances; do
         "$tmp/warmup-$name.json" "$tmp/$name"-[0-9]*.json)
     lines=$(grep -c "tollgate::audit: login decision" "$tmp/$name.log" || true)
     audit_counts+=$(printf '%-11s %s audit lines for %s decisions answered\n' "$name" "$lines" "$answered")$'\n'
+done
+rss=""
+for name in $instances; do
+    rss+=$(printf '%-11s RSS %s MB after %s cold logins (the warm-up), %s MB after the runs\n' \
+        "$name" "${rss_warm[$name]}" "$USERS" "${rss_end[$name]}")$'\n'
 done
 
 # --- Table of medians ----------------------------------------------------------------------
@@ -304,3 +313,4 @@ ratio quiet/freeradius quiet freeradius
 ratio tollgate/quiet tollgate quiet
 [ -z "$BASELINE_BIN" ] || ratio tollgate/baseline tollgate baseline
 printf '\n%s' "$audit_counts"
+printf '\n%s' "$rss"
