@@ -421,6 +421,35 @@ mod tests {
     }
 
     #[test]
+    fn a_log_nobody_reads_does_not_hold_up_the_end_of_the_audit() {
+        /// A log writer that blocks until the test ends (a full pipe nobody drains).
+        struct Stuck(std::sync::mpsc::Receiver<()>);
+        impl Write for Stuck {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                let _ = self.0.recv();
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let (release, stuck) = std::sync::mpsc::channel();
+        let audit = Audit::from_config(
+            &AuditConfig::default(),
+            Some(LogOutput {
+                format: LogFormat::Text,
+                writer: Box::new(Stuck(stuck)),
+            }),
+        )
+        .unwrap();
+        let vpn = audit.client("vpn");
+        audit.record(&event("alice", vpn, Outcome::Accept));
+        // Returns (after trail::DRAIN_AT_MOST) although the thread is stuck in a write.
+        drop(audit);
+        drop(release);
+    }
+
+    #[test]
     fn an_audit_without_outputs_records_nothing_and_starts_no_thread() {
         let audit = Audit::from_config(&AuditConfig::default(), None).unwrap();
         assert!(audit.trail.is_none());

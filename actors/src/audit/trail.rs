@@ -19,8 +19,8 @@
 use std::cell::RefCell;
 use std::net::IpAddr;
 use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
-use std::thread::{JoinHandle, Thread};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
+use std::thread::Thread;
 use std::time::{Duration, SystemTime};
 
 use metrics::Counter;
@@ -173,11 +173,18 @@ thread_local! {
 }
 
 /// The recording end of the trail; dropping it lets the audit thread empty the lanes,
-/// flush, and stop (the drop waits for that).
+/// flush, and stop (the drop waits for that, [`DRAIN_AT_MOST`] at most).
 pub struct Trail {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    thread: Thread,
+    /// Disconnected when the audit thread has ended (in a mutex only to make the trail
+    /// `Sync`; just the drop reads it).
+    done: Mutex<mpsc::Receiver<()>>,
 }
+
+/// How long dropping a trail waits for the audit thread to write what it holds: a log that
+/// nobody reads (a full pipe) must not hold up a server's exit for ever.
+const DRAIN_AT_MOST: Duration = Duration::from_secs(5);
 
 impl Trail {
     /// Starts the audit thread, which hands every entry to `outputs`.
@@ -192,13 +199,20 @@ impl Trail {
             full: super::dropped_counter("trail", "queue_full"),
         });
         let for_thread = Arc::clone(&shared);
+        let (ended, done) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("tollgate-audit".to_owned())
-            .spawn(move || run(&for_thread, outputs))?;
-        let _ = shared.thread.set(thread.thread().clone());
+            .spawn(move || {
+                let _ended = ended;
+                run(&for_thread, outputs);
+            })?
+            .thread()
+            .clone();
+        let _ = shared.thread.set(thread.clone());
         Ok(Trail {
             shared,
-            thread: Some(thread),
+            thread,
+            done: Mutex::new(done),
         })
     }
 
@@ -263,9 +277,12 @@ impl Trail {
 impl Drop for Trail {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            thread.thread().unpark();
-            let _ = thread.join();
+        self.thread.unpark();
+        // Returns once the thread has ended (its end of the channel is dropped), or after
+        // DRAIN_AT_MOST with the thread left to finish on its own.
+        let done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Err(mpsc::RecvTimeoutError::Timeout) = done.recv_timeout(DRAIN_AT_MOST) {
+            tracing::warn!("the audit trail could not write its last records in time");
         }
     }
 }
@@ -290,7 +307,15 @@ fn run(shared: &Shared, mut outputs: impl Outputs) {
         }
         shared.sleeping.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        if lanes.iter().any(|l| !l.lock().is_empty()) || shared.stop.load(Ordering::SeqCst) {
+        // Every lane, not only those of the last round: a thread's first entry may be in a
+        // lane registered since (the lane is registered before the entry is pushed).
+        let pending = shared
+            .lanes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|l| !l.lock().is_empty());
+        if pending || shared.stop.load(Ordering::SeqCst) {
             shared.sleeping.store(false, Ordering::Relaxed);
             continue;
         }
@@ -447,10 +472,19 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let trail = Trail::start(Collect(tx)).unwrap();
         let tag = trail.client("vpn");
-        for i in 0..5 {
+        let trail = Arc::new(trail);
+        for i in 0..6 {
             // Long enough for the audit thread to find nothing and park.
             std::thread::sleep(PERIOD * 3);
-            trail.push(entry(&format!("u{i}"), tag));
+            if i % 2 == 0 {
+                trail.push(entry(&format!("u{i}"), tag));
+            } else {
+                // A thread's first entry, in a lane the audit thread has not seen yet.
+                let trail = Arc::clone(&trail);
+                std::thread::spawn(move || trail.push(entry(&format!("u{i}"), tag)))
+                    .join()
+                    .unwrap();
+            }
             let (user, _, _) = rx
                 .recv_timeout(Duration::from_secs(10))
                 .expect("a parked audit thread is woken by the next entry");
