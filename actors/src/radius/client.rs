@@ -373,7 +373,11 @@ impl ClientActorState {
         if core.finish(
             &self.shared,
             &verified,
-            (job.peer, job.received, std::time::SystemTime::now()),
+            super::core::Arrival {
+                peer: job.peer,
+                received: job.received,
+                wall: std::time::SystemTime::now(),
+            },
             key,
             decision,
             &mut self.out,

@@ -52,6 +52,19 @@ impl Meters {
     }
 }
 
+/// Where a request came from and when: what its reply and audit record need besides the
+/// request and the decision.
+#[derive(Clone, Copy, Debug)]
+pub struct Arrival {
+    /// Source address and port.
+    pub peer: SocketAddr,
+    /// When it arrived (its wait in the socket included).
+    pub received: Instant,
+    /// The wall-clock time of the decision, for the audit record. A login decided inline
+    /// gives the time its worker read on arrival, microseconds earlier.
+    pub wall: SystemTime,
+}
+
 /// Everything about one client that the fast path and the actor share.
 pub struct ClientCore {
     /// The client's settings; a change of settings makes a new core.
@@ -104,20 +117,22 @@ impl ClientCore {
     }
 
     /// Encodes the reply to a decided request into `out`, records it for retransmits
-    /// under `dedup_key`, and writes the audit record and metrics. `origin` is where the
-    /// request came from, when it arrived, and the wall-clock time of the decision (for
-    /// the audit record; a login decided inline may give the time it read on arrival,
-    /// microseconds earlier). Returns false when the request gets no reply (the decision
-    /// table says so, or encoding failed).
+    /// under `dedup_key`, and writes the audit record and metrics. Returns false when the
+    /// request gets no reply (the decision table says so, or encoding failed).
     pub fn finish(
         &self,
         shared: &Shared,
         request: &Verified<'_>,
-        (peer, received, wall): (SocketAddr, Instant, SystemTime),
+        arrival: Arrival,
         dedup_key: Option<DedupKey>,
         decision: &Decision,
         out: &mut Vec<u8>,
     ) -> bool {
+        let Arrival {
+            peer,
+            received,
+            wall,
+        } = arrival;
         let Some(code) = reply_code(request.code(), decision.outcome) else {
             return false;
         };

@@ -27,7 +27,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tollgate_engine::radius::{verify_request_with, Code, Packet};
 
 use super::batch::{enable_timestamps, RecvBatch, SendBatch, Shedder};
-use super::core::count_drop;
+use super::core::{count_drop, Arrival};
 use super::login::{self, Decision, Progress};
 use super::{ClientMsg, ClientTable, DedupKey, Job, Seen, Shared};
 use crate::metrics as m;
@@ -174,7 +174,12 @@ fn run_worker(socket: &Arc<UdpSocket>, ctx: &WorkerContext) {
             // the datagram is dropped, the panic counted and logged, and the worker goes on.
             let out = sends.buffer();
             let replied = catch_unwind(AssertUnwindSafe(|| {
-                handle(ctx, socket, datagram.bytes, peer, (received, wall), out)
+                let arrival = Arrival {
+                    peer,
+                    received,
+                    wall,
+                };
+                handle(ctx, socket, datagram.bytes, arrival, out)
             }));
             match replied {
                 Ok(true) => sends.queue(peer, socket, now),
@@ -197,10 +202,14 @@ fn handle(
     ctx: &WorkerContext,
     socket: &Arc<UdpSocket>,
     datagram: &[u8],
-    peer: SocketAddr,
-    (received, wall): (Instant, SystemTime),
+    arrival: Arrival,
     out: &mut Vec<u8>,
 ) -> bool {
+    let Arrival {
+        peer,
+        received,
+        wall,
+    } = arrival;
     let table = ctx.table.load();
     let Some(slot) = table.lookup(peer.ip()) else {
         count_drop("unknown", "unknown_client");
@@ -236,7 +245,7 @@ fn handle(
                 user: String::new(),
                 message: None,
             };
-            return core.finish(shared, &verified, (peer, received, wall), None, &alive, out);
+            return core.finish(shared, &verified, arrival, None, &alive, out);
         }
         Code::AccessRequest => {}
         _ => {
@@ -274,14 +283,9 @@ fn handle(
     let since_epoch = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
     let (now, now_ms) = (since_epoch.as_secs(), since_epoch.as_millis() as u64);
     match login::start(shared, settings, &verified, now, now_ms) {
-        Progress::Done(decision) => core.finish(
-            shared,
-            &verified,
-            (peer, received, wall),
-            Some(key),
-            &decision,
-            out,
-        ),
+        Progress::Done(decision) => {
+            core.finish(shared, &verified, arrival, Some(key), &decision, out)
+        }
         progress => {
             let Ok(permit) = Arc::clone(&slot.gate).try_acquire_owned() else {
                 core.dedup().abandon(&key);
