@@ -71,11 +71,7 @@ rush() {
     "$bin" --config "$dir/tollgate.toml" serve >"$dir/tollgate.log" 2>&1 &
     local pid=$!
     pids+=("$pid")
-    for _ in $(seq 1 50); do
-        grep -q "listening on" "$dir/tollgate.log" 2>/dev/null && break
-        kill -0 "$pid" 2>/dev/null || { cat "$dir/tollgate.log" >&2; die "$name did not start"; }
-        sleep 0.2
-    done
+    wait_listening "$name" "$pid" "$dir/tollgate.log"
 
     say "$name: warming the $WARM warm users (one Argon2 check each)"
     harness "$dir/warm" --warmup --warmup-concurrency 4 --concurrency 1 --duration 1 \

@@ -166,8 +166,6 @@ tollgate client add loadtest --address 127.0.0.0/8 --secret-stdin --mode append 
 # Each instance: its binary, port, directory (a copy of the store, taken before any server
 # runs) and harness directory (a copy of the users' HOTP counters, which move on their own).
 declare -A inst_bin inst_port inst_pid rss_warm rss_end
-# The resident set of process $1, in MB.
-rss_mb() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 instances="tollgate quiet"
 [ -z "$BASELINE_BIN" ] || instances="$instances baseline"
 [ -z "$BASELINE_BIN" ] || [ -x "$BASELINE_BIN" ] || die "BASELINE_BIN $BASELINE_BIN is not an executable"
@@ -217,11 +215,7 @@ for _ in $(seq 1 100); do
 done
 [ "$(jq .counts.accepts "$tmp/probe.json")" = 1 ] || { cat "$tmp/freeradius.log" >&2; die "FreeRADIUS does not accept logins"; }
 for name in $instances; do
-    for _ in $(seq 1 50); do
-        grep -q "listening on" "$tmp/$name.log" 2>/dev/null && break
-        kill -0 "${inst_pid[$name]}" 2>/dev/null || { cat "$tmp/$name.log" >&2; die "$name did not start"; }
-        sleep 0.2
-    done
+    wait_listening "$name" "${inst_pid[$name]}" "$tmp/$name.log"
 done
 
 # Tollgate hashes a password with Argon2 on a user's first login only; log everyone in once

@@ -49,17 +49,14 @@ measure() {
     "$bin" --config "$dir/tollgate.toml" serve >"$dir/tollgate.log" 2>&1 &
     local pid=$!
     pids+=("$pid")
-    for _ in $(seq 1 600); do
-        grep -q "listening on" "$dir/tollgate.log" 2>/dev/null && break
-        kill -0 "$pid" 2>/dev/null || { cat "$dir/tollgate.log" >&2; die "$name did not start"; }
-        sleep 0.2
-    done
+    # Loading a million users takes seconds.
+    wait_listening "$name" "$pid" "$dir/tollgate.log" 120
     # Settled: what start-up left behind is freed or kept by now.
     sleep 2
     local load_ms rss hwm
     load_ms=$(sed -n 's/.*directory loaded.*elapsed_ms=\([0-9]*\).*/\1/p' "$dir/tollgate.log" | head -n1)
-    rss=$(awk '/^VmRSS:/ { printf "%.0f", $2 / 1024 }' "/proc/$pid/status")
-    hwm=$(awk '/^VmHWM:/ { printf "%.0f", $2 / 1024 }' "/proc/$pid/status")
+    rss=$(rss_mb "$pid")
+    hwm=$(rss_mb "$pid" VmHWM)
     printf '%-9s directory loaded in %s ms; RSS %s MB listening, peak %s MB (%s)\n' \
         "$name" "$load_ms" "$rss" "$hwm" "$bin"
     kill -TERM "$pid" 2>/dev/null || true

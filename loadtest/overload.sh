@@ -88,7 +88,6 @@ shed() {
     curl -s "127.0.0.1:$metrics/metrics" |
         awk '/^tollgate_shed_total\{gate="queue"\}/ { print $2; found = 1 } END { if (!found) print 0 }'
 }
-rss_mb() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$server/status"; }
 
 say "measuring the closed-loop maximum (16 in flight, $DURATION s)"
 # The few right codes among the wrong ones make the harness exit non-zero; the report counts them.
@@ -110,7 +109,7 @@ measure() {
     harness --rate "$rate" --duration "$DURATION" --json "$tmp/run.json" >/dev/null || true
     [ -s "$tmp/run.json" ] || { cat "$tmp/harness.err" >&2; die "the harness wrote no report"; }
     after=$(shed)
-    jq -r --arg name "$label" --argjson shed "$((after - before))" --arg rss "$(rss_mb)" '
+    jq -r --arg name "$label" --argjson shed "$((after - before))" --arg rss "$(rss_mb "$server")" '
         [$name, .open_loop.rate_per_sec, .throughput.sent_per_sec, .throughput.answered_per_sec,
          .latency_us.p50, .latency_us.p99, .latency_us.p999, $shed, .counts.timeouts,
          .counts.failures, $rss] | @tsv' "$tmp/run.json" >>"$results"

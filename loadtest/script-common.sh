@@ -4,7 +4,7 @@
 # temporary directory in $tmp that is removed on every exit (KEEP=1 keeps it) together with
 # the processes whose pids it adds to the `pids` array (a function `before_cleanup`, if the
 # script defines one, runs first), need_commands, need_server_and_harness, free_port,
-# cpu_ticks, median, metric_sum, and for scripts with a directory (BIN set to the release binaries)
+# cpu_ticks, wait_listening, rss_mb, median, metric_sum, and for scripts with a directory (BIN set to the release binaries)
 # start_slapd_fixture, fixture_fact, fixture_wait and harness_directory_users.
 
 say() { printf '%s\n' "$*" >&2; }
@@ -68,6 +68,24 @@ cpu_ticks() {
     stat=${stat##*) }
     awk '{ print $12 + $13 }' <<<"$stat"
 }
+
+# Waits until the server PID has written "listening on" to LOG, SECONDS at most (10 by
+# default); when it exits first or the time runs out, prints its log and dies.
+# Usage: wait_listening NAME PID LOG [SECONDS]
+wait_listening() {
+    local name=$1 pid=$2 log=$3 tries=$((${4:-10} * 10))
+    for _ in $(seq 1 "$tries"); do
+        grep -q "listening on" "$log" 2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$log" >&2
+    die "$name did not start"
+}
+
+# The resident set of process PID in MB, one decimal; FIELD of /proc/PID/status (VmRSS by
+# default, VmHWM for the peak). Usage: rss_mb PID [FIELD]
+rss_mb() { awk -v f="${2:-VmRSS}:" '$1 == f { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 
 # The sum of every series whose line starts with PATTERN on the metrics page of a server
 # whose [metrics] listen is 127.0.0.1:PORT, as a whole number. Usage: metric_sum PORT PATTERN

@@ -63,11 +63,7 @@ EOF
     fi
     taskset -c "$SERVER_CORE" "$bin" --config "$tmp/$name/tollgate.toml" serve >"$tmp/$name.log" 2>&1 &
     pids+=("$!")
-    for _ in $(seq 1 100); do
-        grep -q "listening on" "$tmp/$name.log" 2>/dev/null && break
-        sleep 0.1
-    done
-    grep -q "listening on" "$tmp/$name.log" || { cat "$tmp/$name.log" >&2; die "$name did not start"; }
+    wait_listening "$name" "$!" "$tmp/$name.log"
     echo "$port" >"$tmp/$name.port"
 }
 start_server tollgate "$TOLLGATE_BIN"
